@@ -1,0 +1,76 @@
+"""Command line: every setting as a flag (flags win over CALLMETER_* variables), plus --demo and --once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, get_args
+
+from . import __version__, logs
+from .settings import Settings, SettingsError, env_name, flag_name, load
+
+EXIT_BAD_SETTING = 2
+_BOOLEAN_FLAGS = {"demo"}
+_ALIASES = {"web_config_file": ["--web.config.file"], "listen_address": ["--web.listen-address"],
+            "telemetry_path": ["--web.telemetry-path"]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callmeter-exporter",
+        description="Prometheus exporter for CallMeter. Polls the CallMeter API in the background within the "
+                    "key's rate limit and serves cached probe health and call quality on /metrics.",
+        epilog="Every flag can also be set by the environment variable shown; a flag wins over its variable.")
+    parser.add_argument("--version", action="version", version=f"callmeter-exporter {__version__}")
+    parser.add_argument("--once", action="store_true",
+                        help="one complete refresh, print the exposition to stdout, exit 0 (read) or 1 (not read)")
+    parser.add_argument("--show-schedule", action="store_true",
+                        help="read the inventory once and print the refresh interval the budget allows per resource")
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "none" if default in (None, "") else default
+        if name == "api_key":
+            shown = "none (secret; prefer the key file)"
+        help_text = f"{field.description} [env {env_name(name)}; default {shown}]"
+        flags = [flag_name(name), *_ALIASES.get(name, [])]
+        if name in _BOOLEAN_FLAGS:
+            parser.add_argument(*flags, dest=name, action="store_const", const=True, default=None, help=help_text)
+            continue
+        choices = _choices(field.annotation)
+        parser.add_argument(*flags, dest=name, default=None, metavar=name.upper(), help=help_text,
+                            choices=choices)
+    return parser
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    args = get_args(annotation)
+    return list(args) if args and all(isinstance(a, str) for a in args) else None
+
+
+def _fail(message: str) -> int:
+    print(f"callmeter-exporter: {message}", file=sys.stderr)
+    return EXIT_BAD_SETTING
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    try:
+        settings = load(overrides)
+    except SettingsError as exc:
+        return _fail(str(exc))
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    from .run import run  # imported late: keeps --help and bad settings instant
+
+    try:
+        return asyncio.run(run(settings, once=args.once, show_schedule=args.show_schedule))
+    except SettingsError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

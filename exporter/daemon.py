@@ -1,0 +1,150 @@
+"""Wiring: settings in, a running exporter out. Every part gets its dependencies here and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from prometheus_client import CollectorRegistry
+
+from . import __version__, logs
+from .budget import RateLimiter
+from .client import CallMeterClient
+from .exposition import Exposition
+from .keysource import KeySource
+from .poller import Floors, Poller
+from .selfmetrics import ExporterMetrics
+from .server import MetricsServer
+from .settings import Settings
+from .snapshot import RESOURCES, Snapshot
+from .families import snapshot_families
+
+DEMO_KEY_LIMIT = 600
+DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
+
+
+@dataclass
+class Exporter:
+    """A wired exporter: poller, caches and server sharing one registry."""
+
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: ExporterMetrics
+    exposition: Exposition
+    limiter: RateLimiter
+    client: CallMeterClient
+    poller: Poller
+
+    @classmethod
+    def build(cls, settings: Settings, *, base_url: str | None = None, key: KeySource | None = None,
+              floors: Floors | None = None, transport: object | None = None) -> Exporter:
+        loop_time = asyncio.get_running_loop().time
+        per_minute = settings.budget_per_minute
+        limiter = RateLimiter(per_minute=per_minute, window_cap=max(1, int(per_minute)), clock=loop_time)
+        registry = CollectorRegistry(auto_describe=False)
+        metrics = ExporterMetrics(registry, budget_per_minute=per_minute, current_rate=lambda: limiter.per_minute)
+        exposition = Exposition(registry, metrics)
+        if key is None:
+            secret = settings.api_key.get_secret_value() if settings.api_key else None
+            key = KeySource(value=secret, path=settings.api_key_file if secret is None else None)
+        client = CallMeterClient(base_url=base_url or settings.base_url, key=key, limiter=limiter,
+                                 timeout=settings.http_timeout, max_concurrency=settings.max_concurrency,
+                                 observer=metrics, transport=transport)  # type: ignore[arg-type]
+        unit = settings.packet_loss_unit
+
+        def publish(snapshot: Snapshot) -> None:
+            exposition.publish(snapshot_families(snapshot, now=time.time(), packet_loss_unit=unit))
+
+        poller = Poller(
+            client=client, limiter=limiter, metrics=metrics, publish=publish,
+            project_filter=settings.project_filter,
+            floors=floors or Floors(settings.probes_min_interval, settings.test_runs_min_interval,
+                                    settings.inventory_min_interval),
+            lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
+            max_data_age=settings.max_data_age)
+        return cls(settings, registry, metrics, exposition, limiter, client, poller)
+
+    def landing_page(self) -> str:
+        now = time.time()
+        rows = []
+        for resource in RESOURCES:
+            at = self.metrics.last_success.get(resource)
+            age = f"{now - at:.0f} s ago" if at else "never"
+            interval = self.metrics.intervals.get(resource)
+            rows.append(f"<tr><td>{resource}</td><td>{age}</td><td>{f'{interval:.0f} s' if interval else '-'}"
+                        "</td></tr>")
+        plan = self.poller.plan
+        stretched = ", ".join(plan.stretched) if plan and plan.stretched else "none"
+        path = html.escape(self.settings.telemetry_path)
+        up = {True: "up", False: "DOWN", None: "starting"}[self.metrics.up]
+        return (
+            "<!doctype html><html><head><title>CallMeter exporter</title></head><body>"
+            f"<h1>CallMeter exporter {html.escape(__version__)}</h1>"
+            f"<p>API: <b>{up}</b> &middot; budget {self.metrics.budget_per_minute:.1f} requests/min, "
+            f"now {self.limiter.per_minute:.1f}/min &middot; intervals stretched: {html.escape(stretched)}</p>"
+            f'<p><a href="{path}">Metrics</a> &middot; <a href="/healthz">/healthz</a> &middot; '
+            '<a href="/readyz">/readyz</a></p>'
+            "<table border=1 cellpadding=4><tr><th>resource</th><th>last success</th><th>interval</th></tr>"
+            + "".join(rows) + "</table></body></html>")
+
+    async def once(self, out: TextIO = sys.stdout) -> int:
+        """One complete refresh, the exposition on `out`; 0 when the API was read, 1 when it was not."""
+        task = asyncio.create_task(self.poller.run())
+        settled = asyncio.create_task(self.poller.settled.wait())
+        failed = asyncio.create_task(self.poller.failed.wait())
+        try:
+            await asyncio.wait({settled, failed, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (task, settled, failed):
+                t.cancel()
+            await asyncio.gather(task, settled, failed, return_exceptions=True)
+            await self.client.aclose()
+        if not self.poller.settled.is_set():
+            return 1
+        self.exposition.publish(snapshot_families(self.poller.build_snapshot(), now=time.time(),
+                                                  packet_loss_unit=self.settings.packet_loss_unit))
+        parts, _ = self.exposition.body(openmetrics=False, gzipped=False)
+        out.write(b"".join(parts).decode())
+        out.flush()
+        return 0
+
+
+async def serve(exporter: Exporter, *, ssl_context: object | None = None,
+                authorize: object | None = None, on_listening: object | None = None) -> int:
+    """Poll and serve until SIGTERM or SIGINT; return the exit code."""
+    settings = exporter.settings
+    host, port = settings.host_port
+    server = MetricsServer(exposition=exporter.exposition, telemetry_path=settings.telemetry_path,
+                           is_ready=exporter.poller.ready.is_set, landing=exporter.landing_page,
+                           authorize=authorize, ssl_context=ssl_context)  # type: ignore[arg-type]
+    log = logs.get_logger()
+    try:
+        await server.start(host, port)
+    except OSError as exc:
+        log.error("server.listen_failed", address=settings.listen_address, error=str(exc))
+        await exporter.client.aclose()
+        return 2
+    log.info("server.listening", address=f"{host or '0.0.0.0'}:{server.port}", path=settings.telemetry_path,
+             budget_per_minute=exporter.metrics.budget_per_minute, version=__version__)
+    if callable(on_listening):
+        on_listening(server.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    poll = asyncio.create_task(exporter.poller.run(), name="callmeter-poller")
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("exporter.stopping")
+    poll.cancel()
+    stopper.cancel()
+    await asyncio.gather(poll, stopper, return_exceptions=True)
+    await server.close()
+    await exporter.client.aclose()
+    log.info("exporter.stopped")
+    return 0

@@ -1,0 +1,183 @@
+"""From snapshot to metric families: pure functions, no I/O and no state between calls.
+
+    probe_families(project_label, probes)        -> callmeter_probe_*
+    run_families(project_label, tests, ...)      -> callmeter_test_run_*
+    inventory_families(projects)                 -> callmeter_project_info, callmeter_registrar_info
+    snapshot_families(snapshot, now, ...)        -> all of them, stale data left out
+
+A null or missing field yields no sample. Units are converted to Prometheus base units here and
+nowhere else: milliseconds to seconds, percentages to ratios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .models import KNOWN_PROBE_STATUSES, KNOWN_RUN_STATUSES, Probe, Project, Registrar, Test, TestRun
+from .snapshot import ProjectData, Snapshot
+
+CACHED = "Cached: refreshed in the background from the CallMeter API, which is rate-limited."
+PROBE_LABELS = ["project", "probe_id", "probe"]
+TEST_LABELS = ["project", "test_id", "test"]
+ENDPOINT_STATES = ("total", "registered", "registration_failed", "in_call", "completed")
+
+PacketLossUnit = Literal["percent", "fraction"]
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, f"{doc} {CACHED}", labels=labels)
+
+
+def state_values(current: str | None, known: Iterable[str]) -> Iterator[tuple[str, float]]:
+    """A state set: every known state with 0, the current one with 1 (no samples if unknown)."""
+    if current is None:
+        return
+    for state in sorted({*known, current}):
+        yield state, 1.0 if state == current else 0.0
+
+
+def probe_families(rows: Iterable[tuple[str, Probe]], statuses: Iterable[str] = ()) -> list[Metric]:
+    status = _gauge("callmeter_probe_status", "Current health of the probe: 1 for its status, 0 for the others.",
+                    [*PROBE_LABELS, "status"])
+    interval = _gauge("callmeter_probe_interval_seconds", "Configured execution interval of the probe.",
+                      PROBE_LABELS)
+    last = _gauge("callmeter_probe_last_execution_timestamp_seconds",
+                  "Unix time of the probe's last execution.", PROBE_LABELS)
+    nxt = _gauge("callmeter_probe_next_execution_timestamp_seconds",
+                 "Unix time of the probe's next scheduled execution.", PROBE_LABELS)
+    known = {*KNOWN_PROBE_STATUSES, *statuses}
+    for project, probe in rows:
+        labels = [project, probe.id, probe.name or probe.id]
+        for state, value in state_values(probe.status, known):
+            status.add_metric([*labels, state], value)
+        if probe.interval_minutes is not None:
+            interval.add_metric(labels, probe.interval_minutes * 60)
+        if probe.last_execution_at is not None:
+            last.add_metric(labels, probe.last_execution_at)
+        if probe.next_execution_at is not None:
+            nxt.add_metric(labels, probe.next_execution_at)
+    return [status, interval, last, nxt]
+
+
+def _ratio(value: float | None, *, percent: bool) -> float | None:
+    if value is None:
+        return None
+    return round(value / 100, 9) if percent else value
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value / 1000, 9)
+
+
+def completed_run_families(rows: Iterable[tuple[str, Test, TestRun]],
+                           packet_loss_unit: PacketLossUnit = "percent") -> list[Metric]:
+    """Quality and size of the latest COMPLETED run of each test."""
+    doc = "of the latest completed run of the test."
+    mos = _gauge("callmeter_test_run_mos", f"Average MOS (1-5) {doc}", TEST_LABELS)
+    jitter = _gauge("callmeter_test_run_jitter_seconds", f"Average jitter {doc}", TEST_LABELS)
+    loss = _gauge("callmeter_test_run_packet_loss_ratio", f"Average packet loss (0-1) {doc}", TEST_LABELS)
+    rtt = _gauge("callmeter_test_run_rtt_seconds", f"Average round-trip time {doc}", TEST_LABELS)
+    asr = _gauge("callmeter_test_run_asr_ratio", f"Answer-seizure ratio (0-1) {doc}", TEST_LABELS)
+    ner = _gauge("callmeter_test_run_ner_ratio", f"Network effectiveness ratio (0-1) {doc}", TEST_LABELS)
+    endpoints = _gauge("callmeter_test_run_endpoints", f"Endpoints by state {doc}", [*TEST_LABELS, "state"])
+    start = _gauge("callmeter_test_run_start_timestamp_seconds", f"Unix start time {doc}", TEST_LABELS)
+    end = _gauge("callmeter_test_run_end_timestamp_seconds", f"Unix end time {doc}", TEST_LABELS)
+    for project, test, run in rows:
+        labels = [project, test.id, test.name or test.id]
+        s = run.summary
+        if s is not None:
+            values = (
+                (mos, s.avg_mos),
+                (jitter, _ms(s.avg_jitter_ms)),
+                (loss, _ratio(s.avg_packet_loss_fraction, percent=packet_loss_unit == "percent")),
+                (rtt, _ms(s.avg_rtt_ms)),
+                (asr, _ratio(s.asr, percent=True)),
+                (ner, _ratio(s.ner, percent=True)),
+            )
+            for family, value in values:
+                if value is not None:
+                    family.add_metric(labels, value)
+            counts = (s.total_endpoints, s.registered_count, s.registration_failed_count, s.in_call_count,
+                      s.completed_count)
+            for state, count in zip(ENDPOINT_STATES, counts, strict=True):
+                if count is not None:
+                    endpoints.add_metric([*labels, state], count)
+        if run.started_at is not None:
+            start.add_metric(labels, run.started_at)
+        if run.completed_at is not None:
+            end.add_metric(labels, run.completed_at)
+    return [mos, jitter, loss, rtt, asr, ner, endpoints, start, end]
+
+
+def last_status_family(rows: Iterable[tuple[str, Test, TestRun]], statuses: Iterable[str] = ()) -> Metric:
+    family = _gauge("callmeter_test_run_last_status",
+                    "Status of the latest run of the test, whatever its state: 1 for it, 0 for the others.",
+                    [*TEST_LABELS, "status"])
+    known = {*KNOWN_RUN_STATUSES, *statuses}
+    for project, test, run in rows:
+        for state, value in state_values(run.status, known):
+            family.add_metric([project, test.id, test.name or test.id, state], value)
+    return family
+
+
+def finished_runs_family(counts: Mapping[tuple[str, str, str], int], test_names: Mapping[tuple[str, str], str]
+                         ) -> Metric:
+    family = CounterMetricFamily(
+        "callmeter_test_runs_finished",
+        f"Test runs seen in a terminal state since the exporter started, each run counted once. {CACHED}",
+        labels=[*TEST_LABELS, "status"])
+    for (project, test_id, status), count in sorted(counts.items()):
+        name = test_names.get((project, test_id))
+        if name is not None:
+            family.add_metric([project, test_id, name, status], count)
+    return family
+
+
+def project_info_family(projects: Iterable[Project]) -> Metric:
+    family = _gauge("callmeter_project_info", "CallMeter project visible to the exporter (value 1).",
+                    ["project", "project_id", "name"])
+    for project in projects:
+        family.add_metric([project.label, project.id, project.name or project.label], 1)
+    return family
+
+
+def registrar_family(rows: Iterable[tuple[str, Registrar]]) -> Metric:
+    family = _gauge("callmeter_registrar_info", "SIP registrar configured in the project (value 1).",
+                    ["project", "registrar_id", "registrar", "uri", "transport"])
+    for project, reg in rows:
+        family.add_metric([project, reg.id, reg.name or reg.id, reg.uri or "", reg.transport or ""], 1)
+    return family
+
+
+def _test_rows(data: ProjectData, runs: Mapping[str, TestRun]) -> Iterator[tuple[str, Test, TestRun]]:
+    for test in data.tests or ():
+        run = runs.get(test.id)
+        if run is not None:
+            yield data.project.label, test, run
+
+
+def snapshot_families(snapshot: Snapshot, *, now: float, packet_loss_unit: PacketLossUnit = "percent"
+                      ) -> list[Metric]:
+    """Every resource family of the snapshot; a resource older than the snapshot's max data age is left out."""
+    fresh = snapshot.fresh
+    projects = snapshot.projects
+    probes = [(p.project.label, probe) for p in projects if fresh(p.probes_at, "probes", now)
+              for probe in p.probes or ()]
+    with_tests = [p for p in projects if fresh(p.tests_at, "tests", now) and fresh(p.runs_at, "test_runs", now)]
+    completed = [row for p in with_tests for row in _test_rows(p, p.latest_completed)]
+    latest = [row for p in with_tests for row in _test_rows(p, p.latest_runs)]
+    names = {(p.project.label, t.id): t.name or t.id for p in projects if fresh(p.tests_at, "tests", now)
+             for t in p.tests or ()}
+    registrars = [(p.project.label, r) for p in projects if fresh(p.registrars_at, "registrars", now)
+                  for r in p.registrars or ()]
+    return [
+        project_info_family(p.project for p in projects),
+        *probe_families(probes, snapshot.probe_statuses),
+        *completed_run_families(completed, packet_loss_unit),
+        last_status_family(latest, snapshot.run_statuses),
+        finished_runs_family(snapshot.finished_runs, names),
+        registrar_family(registrars),
+    ]

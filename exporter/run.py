@@ -1,0 +1,50 @@
+"""What the command line runs: the daemon, --once, --show-schedule, and the demo around any of them."""
+
+from __future__ import annotations
+
+import sys
+
+from . import logs
+from .daemon import DEMO_FLOORS, DEMO_KEY_LIMIT, Exporter, serve
+from .keysource import KeySource
+from .settings import Settings
+
+
+async def run(settings: Settings, *, once: bool = False, show_schedule: bool = False) -> int:
+    simulator = None
+    key = None
+    floors = None
+    if settings.demo:
+        from .simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
+
+        world = WorldConfig(run_period=60.0, run_duration=20.0, probe_interval_minutes=1.0)
+        sim = Simulator(world, rate_limit_per_minute=DEMO_KEY_LIMIT)
+        # A little realism: rate-limit headers, and an occasional 500 the client retries through.
+        sim.set_faults(rate_limit_headers=True, error_rate=0.02)
+        simulator = SimulatorServer(sim).start()
+        settings = settings.model_copy(update={"base_url": simulator.base_url, "plan": "enterprise",
+                                               "requests_per_minute": DEMO_KEY_LIMIT})
+        key = KeySource(value=DEMO_KEY)
+        floors = DEMO_FLOORS
+    try:
+        exporter = Exporter.build(settings, key=key, floors=floors)
+        if once:
+            return await exporter.once()
+        if show_schedule:
+            from .schedule_report import show_schedule as report
+
+            return await report(exporter, sys.stdout)
+
+        def announce(port: int) -> None:
+            if simulator is not None:
+                host = settings.host_port[0] or "127.0.0.1"
+                print(f"callmeter-exporter demo: simulated CallMeter API at {simulator.base_url}\n"
+                      f"  metrics at http://{host}:{port}{settings.telemetry_path} (landing page: "
+                      f"http://{host}:{port}/); every metric family appears within 30 s. Ctrl-C stops.",
+                      file=sys.stderr, flush=True)
+
+        return await serve(exporter, on_listening=announce)
+    finally:
+        if simulator is not None:
+            simulator.stop()
+        logs.forget_secrets()

@@ -1,0 +1,108 @@
+"""The exporter's own metrics: API requests, errors, latency, the budget, freshness.
+
+These change between snapshots, so they live in their own registry and are rendered per scrape;
+`version` moves whenever any of them changes, which lets the exposition cache reuse the last render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import __version__
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ExporterMetrics(Collector):
+    """Implements the client's RequestObserver; the scheduler reports freshness and the schedule here."""
+
+    def __init__(self, registry: CollectorRegistry, *, budget_per_minute: float,
+                 current_rate: Callable[[], float] | None = None) -> None:
+        self.version = 0
+        self.up: bool | None = None
+        self.budget_per_minute = budget_per_minute
+        self._current_rate = current_rate or (lambda: budget_per_minute)
+        self.remaining: float | None = None
+        self.last_success: dict[str, float] = {}
+        self.intervals: dict[str, float] = {}
+        self.requests = Counter("callmeter_exporter_api_requests", "CallMeter API requests sent, by route and "
+                                "HTTP status (code=\"error\" when no response arrived).", ["endpoint", "code"],
+                                registry=registry)
+        self.errors = Counter("callmeter_exporter_api_errors", "Failed CallMeter API requests by route and kind.",
+                              ["endpoint", "error"], registry=registry)
+        self.latency = Histogram("callmeter_exporter_api_request_duration_seconds",
+                                 "CallMeter API request latency by route.", ["endpoint"],
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.throttled = Counter("callmeter_exporter_rate_limited",
+                                 "429 Too Many Requests answers received from the CallMeter API.", registry=registry)
+        registry.register(self)
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    # RequestObserver
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        self.requests.labels(endpoint, code).inc()
+        self.latency.labels(endpoint).observe(seconds)
+        self._changed()
+
+    def error(self, endpoint: str, kind: str) -> None:
+        self.errors.labels(endpoint, kind).inc()
+        self._changed()
+
+    def rate_limited(self) -> None:
+        self.throttled.inc()
+        self._changed()
+
+    def rate_limit_remaining(self, remaining: float) -> None:
+        self.remaining = remaining
+        self._changed()
+
+    # scheduler reports
+    def set_up(self, up: bool) -> None:
+        if up != self.up:
+            self.up = up
+            self._changed()
+
+    def succeeded(self, resource: str, at: float) -> None:
+        self.last_success[resource] = at
+        self._changed()
+
+    def set_intervals(self, intervals: dict[str, float]) -> None:
+        self.intervals = dict(intervals)
+        self._changed()
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("callmeter_up", "1 when the exporter's last refresh reached the CallMeter API "
+                               "and authenticated, else 0.", value=1.0 if self.up else 0.0)
+        yield up
+        info = GaugeMetricFamily("callmeter_exporter_build_info", "Version of callmeter-exporter (value 1).",
+                                 labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily("callmeter_exporter_request_budget_per_minute",
+                                "CallMeter API requests a minute the exporter allows itself "
+                                "(the key's limit times the budget share).", value=self.budget_per_minute)
+        yield GaugeMetricFamily("callmeter_exporter_requests_per_minute",
+                                "Request rate the exporter is holding to now: the budget, lowered after 429s.",
+                                value=self._current_rate())
+        if self.remaining is not None:
+            yield GaugeMetricFamily("callmeter_exporter_rate_limit_remaining",
+                                    "Requests left in the current window, as the API's rate-limit headers report.",
+                                    value=self.remaining)
+        interval = GaugeMetricFamily("callmeter_exporter_refresh_interval_seconds",
+                                     "Refresh interval the schedule achieves for each resource within the budget.",
+                                     labels=["resource"])
+        for resource, seconds in sorted(self.intervals.items()):
+            interval.add_metric([resource], seconds)
+        yield interval
+        success = GaugeMetricFamily("callmeter_exporter_last_success_timestamp_seconds",
+                                    "Unix time of the last successful refresh of each resource.",
+                                    labels=["resource"])
+        for resource, at in sorted(self.last_success.items()):
+            success.add_metric([resource], at)
+        yield success

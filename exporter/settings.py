@@ -1,0 +1,201 @@
+"""Settings: environment variables prefixed CALLMETER_, overridden by command-line flags.
+
+Validated once at start; `load()` turns any problem into `SettingsError` carrying one line that names
+the setting and what is expected, and never the value (it may be the API key).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORT = 10190
+PLAN_REQUESTS_PER_MINUTE = {"free": 10, "basic": 60, "pro": 120}
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message is one line fit to print as is."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLMETER_", extra="ignore", hide_input_in_errors=True,
+                                      validate_default=True)
+
+    api_key: SecretStr | None = Field(default=None, description="CallMeter API key (cmk_...). Prefer the key file.")
+    api_key_file: Path | None = Field(default=None, description="File holding the API key; re-read when it changes.")
+    base_url: str = Field(default="https://callmeter.io/api/v1", description="CallMeter API base URL.")
+    listen_address: str = Field(default=f":{DEFAULT_PORT}",
+                                description="host:port to serve on (empty host: every interface).")
+    telemetry_path: str = Field(default="/metrics", description="Path of the metrics endpoint.")
+    plan: Literal["free", "basic", "pro", "enterprise"] = Field(
+        default="free", description="CallMeter plan of the key: sets the rate limit (10, 60, 120 a minute).")
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="The key's rate limit a minute; overrides the plan. Required for enterprise.")
+    budget_share: float = Field(default=0.8, gt=0, le=1,
+                                description="Share of the key's rate this exporter may spend (rest: CI, people).")
+    projects: str = Field(default="", description="Comma list of project ids or slugs; empty: every project.")
+    packet_loss_unit: Literal["percent", "fraction"] = Field(
+        default="percent", description="Unit of avgPacketLossFraction as the API sends it.")
+    http_timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds before an API request times out.")
+    max_concurrency: int = Field(default=4, ge=1, le=64, description="API requests in flight at most.")
+    probes_min_interval: float = Field(default=60.0, ge=1, description="Refresh probe lists at most this often (s).")
+    test_runs_min_interval: float = Field(default=60.0, ge=1,
+                                          description="Refresh test-run lists at most this often (s).")
+    inventory_min_interval: float = Field(
+        default=900.0, ge=1, description="Refresh projects, tests, registrars at most this often (s).")
+    run_lookback_pages: int = Field(default=3, ge=1, le=100,
+                                    description="Run-list pages read back on a cold start to find each test's latest run.")
+    max_data_age: float | None = Field(
+        default=None, gt=0,
+        description="Seconds after which cached values are no longer served; default: 3x the achieved interval, "
+                    "at least 15 minutes.")
+    web_config_file: Path | None = Field(default=None,
+                                         description="exporter-toolkit web config (TLS, basic auth) for /metrics.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="json, console, or auto (console on a terminal, else json).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    demo: bool = Field(default=False, description="Serve data from the built-in CallMeter simulator; no key needed.")
+
+    @field_validator("log_level", "log_format", "plan", "packet_loss_unit", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_shape(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None:
+            return None
+        check_key(raw)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://callmeter.io/api/v1")
+        return value.rstrip("/")
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+    @field_validator("telemetry_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value in ("/", "/healthz", "/readyz") or " " in value:
+            raise ValueError("must be a path such as /metrics, other than /, /healthz and /readyz")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.plan == "enterprise" and self.requests_per_minute is None:
+            raise ValueError("CALLMETER_REQUESTS_PER_MINUTE is required with plan enterprise (its limit is custom)")
+        if not self.demo and self.api_key is None and self.api_key_file is None:
+            raise ValueError("no API key: set CALLMETER_API_KEY_FILE or CALLMETER_API_KEY (or run --demo)")
+        return self
+
+    @property
+    def key_limit_per_minute(self) -> int:
+        """The key's own rate limit, as the plan or the explicit setting says."""
+        return self.requests_per_minute or PLAN_REQUESTS_PER_MINUTE.get(self.plan, 10)
+
+    @property
+    def budget_per_minute(self) -> float:
+        """What this exporter allows itself: the key's limit times the budget share."""
+        return self.key_limit_per_minute * self.budget_share
+
+    @property
+    def project_filter(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.projects.split(",") if p.strip())
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen_address(self.listen_address)
+
+
+def check_key(raw: str) -> str:
+    """Raise ValueError naming what is wrong with a key, never echoing it."""
+    if not raw:
+        raise ValueError("is empty; expected a key that starts with cmk_")
+    if any(ch.isspace() for ch in raw):
+        raise ValueError("holds whitespace; expected a single token that starts with cmk_")
+    if not raw.startswith("cmk_") or len(raw) == len("cmk_"):
+        raise ValueError("does not look like a CallMeter key; expected one that starts with cmk_")
+    return raw
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("must be host:port with a port from 1 to 65535, e.g. :10190 or 127.0.0.1:10190")
+    host = host.strip("[]")
+    if host and host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not all(part.isalnum() or "-" in part for part in host.split(".")):
+                raise ValueError("has an invalid host; use an IP address, a hostname or nothing") from None
+    return host, int(port_text)
+
+
+def read_key_file(path: Path) -> str:
+    """The key held in a file (surrounding whitespace, such as the trailing newline, removed)."""
+    try:
+        raw = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"CALLMETER_API_KEY_FILE: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return check_key(raw)
+    except ValueError as exc:
+        raise SettingsError(f"CALLMETER_API_KEY_FILE: the key in {path} {exc}") from None
+
+
+def env_name(field: str) -> str:
+    return "CALLMETER_" + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment with `overrides` (the flags) on top; SettingsError when invalid."""
+    saved = None
+    if environ is not None:
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(environ)
+    try:
+        settings = Settings(**{k: v for k, v in (overrides or {}).items() if v is not None})
+        if settings.api_key_file is not None and not settings.demo:
+            read_key_file(settings.api_key_file)
+        return settings
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+    finally:
+        if saved is not None:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line for the first problem: the setting's names and what is expected, never its value."""
+    error = exc.errors(include_input=False, include_url=False)[0]
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    loc = [str(part) for part in error.get("loc", ()) if isinstance(part, str)]
+    if not loc:
+        return message
+    field = loc[0]
+    return f"{env_name(field)} ({flag_name(field)}): {message}"

@@ -1,0 +1,273 @@
+"""The simulated CallMeter account: projects, probes, tests, runs and registrars that evolve with time.
+
+Everything is a pure function of (seed, clock): runs start on a fixed cadence per test and move
+PENDING -> QUEUED -> RUNNING -> COMPLETED / FAILED / CANNOT_RUN_FOR_NOW; probes execute on their
+interval and change health now and then. Tests flip a probe's status, delete resources, or add
+runs through the methods here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+_NS = uuid.UUID("6f1c3b8e-2f0a-4d7e-9a51-5c0e2b7d9a10")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unit(*parts: object) -> float:
+    """A deterministic number in [0, 1) from its inputs."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class WorldConfig:
+    seed: int = 7
+    projects: int = 2
+    probes_per_project: int = 3
+    tests_per_project: int = 4
+    registrars_per_project: int = 2
+    probe_interval_minutes: float = 1.0
+    run_period: float = 120.0
+    """Seconds between two runs of one test (each test gets a different phase and a jitter of +-20%)."""
+    run_duration: float = 30.0
+    history_runs: int = 5
+    """Runs of each test that already exist when the simulation starts."""
+    endpoints_per_run: int = 50
+
+
+@dataclass
+class SimProject:
+    id: str
+    slug: str
+    name: str
+
+
+@dataclass
+class SimProbe:
+    id: str
+    project_id: str
+    name: str
+    interval_minutes: float
+    phase: float
+    forced_status: str | None = None
+
+
+@dataclass
+class SimTest:
+    id: str
+    project_id: str
+    name: str
+    endpoints: int
+    period: float
+    phase: float
+    null_rtt: bool = False
+
+
+@dataclass
+class SimRegistrar:
+    id: str
+    project_id: str
+    name: str
+    uri: str
+    transport: str
+
+
+@dataclass
+class World:
+    config: WorldConfig
+    start: float
+    projects: dict[str, SimProject] = field(default_factory=dict)
+    probes: dict[str, SimProbe] = field(default_factory=dict)
+    tests: dict[str, SimTest] = field(default_factory=dict)
+    registrars: dict[str, SimRegistrar] = field(default_factory=dict)
+    manual_runs: dict[str, list[float]] = field(default_factory=dict)
+    forced_run_outcome: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: WorldConfig, start: float) -> World:
+        world = cls(config=config, start=start)
+        slugs = ["production", "staging", "lab", "emea", "apac"]
+        seed = config.seed
+        for p in range(config.projects):
+            slug = slugs[p] if p < len(slugs) else f"project-{p + 1}"
+            pid = str(uuid.uuid5(_NS, f"{seed}-project-{p}"))
+            world.projects[pid] = SimProject(pid, slug, slug.replace("-", " ").title())
+            for i in range(config.probes_per_project):
+                probe_id = "probe_" + uuid.uuid5(_NS, f"{seed}-{p}-probe-{i}").hex[:12]
+                world.probes[probe_id] = SimProbe(
+                    probe_id, pid, f"{slug.title()} SBC check {i + 1}", config.probe_interval_minutes,
+                    phase=unit(seed, probe_id, "phase") * config.probe_interval_minutes * 60)
+            for i in range(config.tests_per_project):
+                test_id = uuid.uuid5(_NS, f"{seed}-{p}-test-{i}").hex[:16]
+                world.tests[test_id] = SimTest(
+                    test_id, pid, f"{slug.title()} call quality {i + 1}",
+                    endpoints=config.endpoints_per_run + 10 * i,
+                    period=config.run_period * (0.8 + 0.4 * unit(seed, test_id, "period")),
+                    phase=unit(seed, test_id, "phase") * config.run_period,
+                    null_rtt=(i == 3))
+            for i in range(config.registrars_per_project):
+                reg_id = "reg_" + uuid.uuid5(_NS, f"{seed}-{p}-reg-{i}").hex[:12]
+                world.registrars[reg_id] = SimRegistrar(
+                    reg_id, pid, f"{slug.title()} {'SBC' if i == 0 else 'PBX'} {i + 1}",
+                    f"sip:{'sbc' if i == 0 else 'pbx'}{i + 1}.{slug}.example.com", ["UDP", "TCP", "TLS"][i % 3])
+        return world
+
+    # -- probes --------------------------------------------------------------------------------
+
+    def probe_view(self, probe: SimProbe, now: float) -> dict[str, Any]:
+        interval = probe.interval_minutes * 60
+        n = math.floor((now - self.start - probe.phase) / interval)
+        last = self.start + probe.phase + n * interval
+        status = probe.forced_status or self._probe_status(probe, n)
+        return {
+            "id": probe.id,
+            "name": probe.name,
+            "status": status,
+            "intervalMinutes": probe.interval_minutes,
+            "lastExecutionAt": iso(last) if last >= self.start - 30 * interval else None,
+            "nextExecutionAt": iso(last + interval),
+        }
+
+    def _probe_status(self, probe: SimProbe, execution: int) -> str:
+        # Health holds for a few executions at a time, so changes are "now and then".
+        epoch = execution // 4
+        draw = unit(self.config.seed, probe.id, epoch)
+        if draw < 0.72:
+            return "HEALTHY"
+        if draw < 0.88:
+            return "DEGRADED"
+        if draw < 0.96:
+            return "UNHEALTHY"
+        return "UNKNOWN"
+
+    def probe_detail(self, probe: SimProbe, now: float) -> dict[str, Any]:
+        view = self.probe_view(probe, now)
+        view["testId"] = next((t.id for t in self.tests.values() if t.project_id == probe.project_id), None)
+        view["thresholds"] = {"mos": {"warning": 3.5, "critical": 2.5}, "jitter_ms": {"warning": 30, "critical": 80}}
+        return view
+
+    # -- test runs -----------------------------------------------------------------------------
+
+    def _scheduled_starts(self, test: SimTest, now: float) -> list[float]:
+        first = self.start + test.phase - self.config.history_runs * test.period
+        if now < first:
+            return []
+        count = math.floor((now - first) / test.period) + 1
+        return [first + k * test.period for k in range(count)]
+
+    def run_starts(self, test: SimTest, now: float) -> list[tuple[str, float]]:
+        """(run id, creation time) of every run of the test created by `now`, oldest first."""
+        starts = [(f"run_{test.id[:8]}_{k:05d}", t) for k, t in enumerate(self._scheduled_starts(test, now))]
+        starts += [(f"run_{test.id[:8]}_m{k:04d}", t) for k, t in enumerate(self.manual_runs.get(test.id, []))
+                   if t <= now]
+        return sorted(starts, key=lambda item: item[1])
+
+    def run_view(self, test: SimTest, run_id: str, created: float, now: float, *, detail: bool) -> dict[str, Any]:
+        seed = self.config.seed
+        age = now - created
+        duration = self.config.run_duration * (0.8 + 0.4 * unit(seed, run_id, "dur"))
+        draw = unit(seed, run_id, "outcome")
+        outcome = self.forced_run_outcome.get(run_id) or (
+            "CANNOT_RUN_FOR_NOW" if draw < 0.03 else "FAILED" if draw < 0.12 else "COMPLETED")
+        started: float | None = created + 4
+        completed: float | None = None
+        if outcome == "CANNOT_RUN_FOR_NOW" and age >= 3:
+            status, started, completed = outcome, None, created + 3
+        elif age < 1.5:
+            status, started = "PENDING", None
+        elif age < 4:
+            status, started = "QUEUED", None
+        elif age < 4 + duration:
+            status = "RUNNING"
+        else:
+            status, completed = outcome, created + 4 + duration
+        view: dict[str, Any] = {"id": run_id, "testId": test.id, "status": status, "createdAt": iso(created),
+                                "startedAt": iso(started), "completedAt": iso(completed)}
+        if detail:
+            view["summary"] = self._summary(test, run_id, status, age, duration)
+        return view
+
+    def _summary(self, test: SimTest, run_id: str, status: str, age: float, duration: float) -> dict[str, Any]:
+        seed, total = self.config.seed, test.endpoints
+        u = lambda name: unit(seed, run_id, name)  # noqa: E731
+        failed = int(total * 0.02 * u("regfail"))
+        registered = total - failed
+        summary: dict[str, Any] = {"totalEndpoints": total, "registeredCount": 0, "registrationFailedCount": 0,
+                                   "inCallCount": 0, "completedCount": 0}
+        if status in ("PENDING", "QUEUED", "CANNOT_RUN_FOR_NOW"):
+            return summary
+        summary["registeredCount"] = registered
+        summary["registrationFailedCount"] = failed
+        if status == "RUNNING":
+            done = min(1.0, max(0.0, (age - 4) / duration))
+            summary["completedCount"] = int(registered * done)
+            summary["inCallCount"] = registered - summary["completedCount"]
+        else:
+            summary["completedCount"] = registered if status == "COMPLETED" else int(registered * 0.6)
+        # A degraded run now and then keeps the quality alerts honest.
+        bad = u("bad") < 0.1
+        summary.update({
+            "avgMos": round((3.0 if bad else 3.9) + 0.5 * u("mos"), 2),
+            "avgJitterMs": round((25 if bad else 3) + 12 * u("jit"), 1),
+            "avgPacketLossFraction": round((1.5 if bad else 0.02) + 0.4 * u("loss"), 2),
+            "avgRttMs": None if test.null_rtt else round(20 + 100 * u("rtt"), 1),
+            "asr": round((88 if bad else 97) + 3 * u("asr"), 1),
+            "ner": round((93 if bad else 99) + 1 * u("ner"), 1),
+        })
+        return summary
+
+    def runs_of_project(self, project_id: str, now: float) -> list[tuple[float, str, SimTest]]:
+        """(creation time, run id, test) of every run in the project by `now`, oldest first.
+
+        Views are built by the caller only for the page it serves, so large histories stay cheap."""
+        runs = [(created, run_id, test) for test in self.tests.values() if test.project_id == project_id
+                for run_id, created in self.run_starts(test, now)]
+        runs.sort(key=lambda r: (r[0], r[1]))
+        return runs
+
+    def find_run(self, project_id: str, run_id: str, now: float) -> dict[str, Any] | None:
+        for test in self.tests.values():
+            if test.project_id == project_id and run_id.startswith(f"run_{test.id[:8]}_"):
+                for rid, created in self.run_starts(test, now):
+                    if rid == run_id:
+                        return self.run_view(test, rid, created, now, detail=True)
+        return None
+
+    def endpoints_of_run(self, project_id: str, run_id: str, now: float) -> list[dict[str, Any]] | None:
+        run = self.find_run(project_id, run_id, now)
+        if run is None:
+            return None
+        test = self.tests[run["testId"]]
+        summary = run["summary"]
+        failed = summary["registrationFailedCount"]
+        terminal = run["status"] in ("COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
+        rows = []
+        for i in range(test.endpoints):
+            caller = i % 2 == 0
+            if i < failed:
+                phase, outcome = "CLOSED", "REGISTRATION_FAILED"
+            elif terminal:
+                phase, outcome = "CLOSED", "SUCCESS" if run["status"] == "COMPLETED" else "CALL_FAILED"
+            else:
+                phase, outcome = "INCALL", None
+            rows.append({"id": f"ep_{i + 1:03d}", "groupIndex": 0 if caller else 1,
+                         "groupName": "Callers" if caller else "Callees", "phase": phase, "outcome": outcome,
+                         "role": "caller" if caller else "callee",
+                         "sipAccount": f"user{i + 1:03d}@sip.example.com"})
+        return rows
+
+    def start_run(self, test_id: str, now: float) -> str:
+        runs = self.manual_runs.setdefault(test_id, [])
+        runs.append(now)
+        return f"run_{test_id[:8]}_m{len(runs) - 1:04d}"

@@ -1,0 +1,60 @@
+"""The snapshot: everything /metrics shows, frozen, built by the poller and swapped in whole.
+
+Readers hold a reference to one snapshot and never see a half-applied refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .models import Probe, Project, Registrar, Test, TestRun
+
+RESOURCES = ("projects", "probes", "tests", "test_runs", "test_run_details", "registrars")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectData:
+    """What is known of one project; a field is None until its first successful listing."""
+
+    project: Project
+    probes: tuple[Probe, ...] | None = None
+    probes_at: float | None = None
+    tests: tuple[Test, ...] | None = None
+    tests_at: float | None = None
+    registrars: tuple[Registrar, ...] | None = None
+    registrars_at: float | None = None
+    latest_runs: Mapping[str, TestRun] = field(default_factory=dict)
+    """Latest run of each test id, whatever its status (from the run list)."""
+    runs_at: float | None = None
+    latest_completed: Mapping[str, TestRun] = field(default_factory=dict)
+    """Latest COMPLETED run of each test id, with its summary (from the run details)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    projects: tuple[ProjectData, ...] = ()
+    finished_runs: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    """(project label, test id, status) -> terminal runs observed."""
+    probe_statuses: frozenset[str] = frozenset()
+    run_statuses: frozenset[str] = frozenset()
+    taken_at: float = 0.0
+    max_data_age: Mapping[str, float] = field(default_factory=dict)
+    """Per resource: data older than this many seconds (at render time) is not served as current."""
+
+    def fresh(self, at: float | None, resource: str, now: float) -> bool:
+        if at is None:
+            return False
+        limit = self.max_data_age.get(resource)
+        return limit is None or now - at <= limit
+
+    def next_expiry(self, now: float) -> float | None:
+        """When the next still-served value goes stale: the moment the exposition must be rendered again."""
+        expiries = []
+        for p in self.projects:
+            for resource, at in (("probes", p.probes_at), ("tests", p.tests_at), ("registrars", p.registrars_at),
+                                 ("test_runs", p.runs_at)):
+                limit = self.max_data_age.get(resource)
+                if at is not None and limit is not None and now - at <= limit:
+                    expiries.append(at + limit)
+        return min(expiries) if expiries else None
