@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import random
+
+from exporter.budget import WINDOW_SECONDS, RateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def max_in_any_window(times: list[float]) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - WINDOW_SECONDS:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def drive(limiter: RateLimiter, clock: FakeClock, seconds: float, rng: random.Random,
+          on_send: object = None) -> list[float]:
+    """Ask for slots as fast as a greedy caller would, for `seconds` of simulated time."""
+    sent: list[float] = []
+    end = clock.now + seconds
+    while clock.now < end:
+        slot = limiter.reserve()
+        clock.now = max(clock.now, slot) + rng.uniform(0, 0.05)
+        sent.append(slot)
+        if callable(on_send):
+            on_send(len(sent))
+    return sent
+
+
+def test_no_window_ever_holds_more_than_the_cap_over_a_simulated_day() -> None:
+    clock, rng = FakeClock(), random.Random(1)
+    limiter = RateLimiter(per_minute=10, window_cap=10, clock=clock)
+
+    def chaos(count: int) -> None:
+        if count % 97 == 0:
+            limiter.pause(rng.uniform(0, 30))
+            limiter.on_rate_limited()
+        else:
+            limiter.on_success()
+
+    sent = drive(limiter, clock, 24 * 3600, rng, chaos)
+    assert len(sent) > 1000
+    assert max_in_any_window(sent) <= 10
+
+
+def test_requests_are_spread_evenly_not_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=8, window_cap=8, clock=clock)
+    slots = [limiter.reserve() for _ in range(5)]
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert gaps == [7.5] * 4
+    # Half an interval before the very first request, so a restart cannot stack a burst.
+    assert slots[0] - clock.now == 3.75
+
+
+def test_three_starts_in_one_minute_stay_within_a_free_plan_key() -> None:
+    """Restart the exporter twice within a minute (three processes, no shared state)."""
+    clock, sent = FakeClock(), []
+    start = clock.now
+    for life in (19.9, 20.1, 20.0):
+        limiter = RateLimiter(per_minute=8, window_cap=8, clock=clock)  # 10/min key, budget share 0.8
+        end = clock.now + life
+        while True:
+            slot = limiter.reserve()
+            if slot >= end:
+                break
+            sent.append(slot)
+            clock.now = slot
+        clock.now = end
+    assert all(start <= t < start + 60 for t in sent)
+    assert max_in_any_window(sent) <= 10
+
+
+def test_pause_holds_every_slot_until_retry_after() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=600, window_cap=600, clock=clock)
+    limiter.pause(30)
+    assert limiter.reserve() >= clock.now + 30
+    assert limiter.blocked_for() == 30
+
+
+def test_aimd_halves_on_429_and_recovers_a_twentieth_per_quiet_minute() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=60, window_cap=60, clock=clock)
+    limiter.on_rate_limited()
+    assert limiter.per_minute == 30
+    limiter.on_rate_limited()
+    assert limiter.per_minute == 15
+    clock.now += 59
+    limiter.on_success()
+    assert limiter.per_minute == 15
+    clock.now += 1
+    limiter.on_success()
+    assert limiter.per_minute == 18
+    for _ in range(30):
+        clock.now += 60
+        limiter.on_success()
+    assert limiter.per_minute == 60
+
+
+def test_rate_never_falls_below_its_floor() -> None:
+    limiter = RateLimiter(per_minute=8, window_cap=8, clock=FakeClock())
+    for _ in range(20):
+        limiter.on_rate_limited()
+    assert limiter.per_minute == 1.0
+
+
+def test_next_free_peeks_without_booking() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=60, window_cap=60, clock=clock)
+    peek = limiter.next_free()
+    assert limiter.next_free() == peek
+    assert limiter.reserve() == peek
+    assert limiter.next_free() == peek + 1.0

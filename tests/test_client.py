@@ -1,0 +1,219 @@
+"""The real client against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from exporter import errors
+from exporter.budget import RateLimiter
+from exporter.client import CallMeterClient, parse_retry_after
+from exporter.keysource import KeySource
+from exporter.models import Probe, Project, TestRun
+from exporter.simulator import DEMO_KEY, SimulatorServer
+
+
+class FakeTime:
+    """One clock for the limiter and the client's sleeps: waiting costs no wall time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def make_client(server: SimulatorServer, fake: FakeTime, *, key: str = DEMO_KEY, per_minute: float = 6000,
+                **kwargs: Any) -> CallMeterClient:
+    limiter = RateLimiter(per_minute=per_minute, window_cap=int(per_minute), clock=fake.clock)
+    return CallMeterClient(base_url=server.base_url, key=KeySource(value=key), limiter=limiter,
+                           sleep=fake.sleep, backoff_base=0.5, **kwargs)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def first_project(server: SimulatorServer) -> str:
+    return next(iter(server.simulator.world.projects))
+
+
+def test_multi_page_listing_reads_every_page(simulator: SimulatorServer) -> None:
+    fake = FakeTime()
+    pid = first_project(simulator)
+
+    async def go() -> list[TestRun]:
+        client = make_client(simulator, fake)
+        try:
+            return await client.list_all("/projects/{projectId}/test-runs", f"projects/{pid}/test-runs", TestRun)
+        finally:
+            await client.aclose()
+
+    # Enough runs for several pages of 100.
+    world = simulator.simulator.world
+    for test in world.tests.values():
+        world.manual_runs[test.id] = [world.start - 3600 + i for i in range(60)]
+    runs = run(go())
+    expected = len(world.runs_of_project(pid, simulator.simulator.clock()))
+    assert expected > 200
+    assert len(runs) == expected == len({r.id for r in runs})
+    pages = [path for _, _, path, _ in simulator.simulator.requests if path.endswith("/test-runs")]
+    assert len(pages) == -(-expected // 100)
+
+
+def test_every_request_is_a_get_with_bearer_auth_and_user_agent(simulator: SimulatorServer) -> None:
+    seen: list[dict[str, str]] = []
+    sim = simulator.simulator
+    original = sim.handle
+
+    def spy(method: str, target: str, headers: dict[str, str], body: bytes = b"") -> Any:
+        seen.append({"method": method, **{k.lower(): v for k, v in headers.items()}})
+        return original(method, target, headers, body)
+
+    sim.handle = spy  # type: ignore[method-assign]
+    fake = FakeTime()
+
+    async def go() -> None:
+        client = make_client(simulator, fake)
+        await client.list_all("/projects", "projects", Project)
+        await client.aclose()
+
+    run(go())
+    assert seen and all(s["method"] == "GET" for s in seen)
+    assert all(s["authorization"] == f"Bearer {DEMO_KEY}" for s in seen)
+    assert all(s["user-agent"].startswith("callmeter-exporter/") for s in seen)
+
+
+def test_unauthorized_is_typed_and_not_retried(simulator: SimulatorServer) -> None:
+    fake = FakeTime()
+
+    async def go() -> None:
+        client = make_client(simulator, fake, key="cmk_" + "0" * 32)
+        try:
+            await client.list_all("/projects", "projects", Project)
+        finally:
+            await client.aclose()
+
+    with capture_logs() as logs, pytest.raises(errors.Unauthorized) as raised:
+        run(go())
+    assert raised.value.code == "UNAUTHORIZED"
+    assert len(simulator.simulator.requests) == 1
+    assert any(e["event"] == "api.error" and e["error"] == "unauthorized" and e["route"] == "/projects"
+               for e in logs)
+
+
+@pytest.mark.parametrize("style", ["seconds", "http-date"])
+def test_retry_after_is_honoured(simulator: SimulatorServer, style: str) -> None:
+    simulator.simulator.set_faults(burst_429=1, retry_after=style, retry_after_seconds=20)
+    fake = FakeTime()
+
+    async def go() -> list[Project]:
+        client = make_client(simulator, fake)
+        try:
+            return await client.list_all("/projects", "projects", Project)
+        finally:
+            await client.aclose()
+
+    projects = run(go())
+    assert len(projects) == 2
+    statuses = [status for *_, status in simulator.simulator.requests]
+    assert statuses == [429, 200]
+    # The second attempt waited for Retry-After (an HTTP-date has one-second resolution).
+    assert 19 <= sum(fake.slept) <= 22
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after(None) == 60
+    assert parse_retry_after("garbage") == 60
+    assert parse_retry_after("999999") == 900
+    assert parse_retry_after("-5") == 0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30
+
+
+def test_server_errors_are_retried_with_backoff(simulator: SimulatorServer) -> None:
+    sim = simulator.simulator
+    sim.set_faults(error_rate=1.0)
+    fake = FakeTime()
+    pid = first_project(simulator)
+
+    async def go() -> None:
+        client = make_client(simulator, fake, max_attempts=3)
+        try:
+            await client.list_all("/projects/{projectId}/probes", f"projects/{pid}/probes", Probe)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(errors.ServerError):
+        run(go())
+    assert [s for *_, s in sim.requests] == [500, 500, 500]
+    backoffs = [s for s in fake.slept if s > 0.01]
+    assert len(backoffs) == 2 and backoffs[1] > backoffs[0] * 0.6  # exponential with jitter
+
+
+def test_a_transient_500_is_invisible_to_the_caller(simulator: SimulatorServer) -> None:
+    sim = simulator.simulator
+    calls = {"n": 0}
+    original = sim.handle
+
+    def flaky(method: str, target: str, headers: dict[str, str], body: bytes = b"") -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            sim.faults.error_rate = 1.0
+        else:
+            sim.faults.error_rate = 0.0
+        return original(method, target, headers, body)
+
+    sim.handle = flaky  # type: ignore[method-assign]
+    fake = FakeTime()
+
+    async def go() -> list[Project]:
+        client = make_client(simulator, fake)
+        try:
+            return await client.list_all("/projects", "projects", Project)
+        finally:
+            await client.aclose()
+
+    assert len(run(go())) == 2
+    assert [s for *_, s in sim.requests] == [500, 200]
+
+
+def test_malformed_body_is_an_invalid_response(simulator: SimulatorServer) -> None:
+    simulator.simulator.set_faults(malformed_rate=1.0)
+    fake = FakeTime()
+
+    async def go() -> None:
+        client = make_client(simulator, fake)
+        try:
+            await client.list_all("/projects", "projects", Project)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(errors.InvalidResponse) as raised:
+        run(go())
+    assert raised.value.route == "/projects"
+
+
+def test_budget_is_shared_by_retries(simulator: SimulatorServer) -> None:
+    """A retry books its own slot: four attempts at 60/min take at least three intervals."""
+    simulator.simulator.set_faults(error_rate=1.0)
+    fake = FakeTime()
+
+    async def go() -> None:
+        client = make_client(simulator, fake, per_minute=60, max_attempts=4)
+        try:
+            await client.list_all("/projects", "projects", Project)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(errors.ServerError):
+        run(go())
+    assert fake.now >= 3 * 1.0

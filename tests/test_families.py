@@ -1,0 +1,143 @@
+"""The JSON-to-metric mapping, on the API reference's own example responses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+
+from exporter.families import completed_run_families, probe_families, snapshot_families
+from exporter.models import Probe, Project, Registrar, Test, TestRun
+from exporter.snapshot import ProjectData, Snapshot
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NOW = 1768476000.0  # 2026-01-15T11:20:00Z
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / f"reference_{name}.json").read_text())["data"]
+
+
+class Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(self)  # type: ignore[arg-type]
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+    def value(self, metric: str, /, **labels: str) -> float | None:
+        return self.registry.get_sample_value(metric, labels)
+
+    def names(self) -> set[str]:
+        return {s.name for f in self._families for s in f.samples}
+
+
+def reference_snapshot(**run_changes: Any) -> Snapshot:
+    project = Project.model_validate(load("projects")[0])
+    test = Test.model_validate(load("tests")[0])
+    run_payload = load("test_run")
+    run_payload["summary"].update(run_changes)
+    run = TestRun.model_validate(run_payload)
+    data = ProjectData(
+        project=project,
+        probes=tuple(Probe.model_validate(p) for p in load("probes")), probes_at=NOW,
+        tests=(test,), tests_at=NOW,
+        registrars=tuple(Registrar.model_validate(r) for r in load("registrars")), registrars_at=NOW,
+        latest_runs={test.id: run}, runs_at=NOW, latest_completed={test.id: run})
+    return Snapshot(projects=(data,), finished_runs={("production", "abc123", "COMPLETED"): 1})
+
+
+TEST = {"project": "production", "test_id": "abc123", "test": "Production Stress Test"}
+PROBE = {"project": "production", "probe_id": "probe_abc123", "probe": "Production Health Check"}
+
+
+def test_reference_run_is_converted_to_base_units() -> None:
+    f = Families(snapshot_families(reference_snapshot(), now=NOW))
+    assert f.value("callmeter_test_run_mos", **TEST) == 4.21
+    assert f.value("callmeter_test_run_jitter_seconds", **TEST) == 0.0083
+    assert f.value("callmeter_test_run_rtt_seconds", **TEST) == 0.0452
+    # 0.12 is a percentage: MOS 4.21 is only possible with 0.12 % loss, not 12 %.
+    assert f.value("callmeter_test_run_packet_loss_ratio", **TEST) == 0.0012
+    assert f.value("callmeter_test_run_asr_ratio", **TEST) == 0.996
+    assert f.value("callmeter_test_run_ner_ratio", **TEST) == 1.0
+    assert f.value("callmeter_test_run_endpoints", **TEST, state="registration_failed") == 2
+    assert f.value("callmeter_test_run_endpoints", **TEST, state="total") == 500
+    assert f.value("callmeter_test_run_start_timestamp_seconds", **TEST) == 1768474801.0
+    assert f.value("callmeter_test_run_end_timestamp_seconds", **TEST) == 1768474955.0
+    assert f.value("callmeter_test_runs_finished_total", **TEST, status="COMPLETED") == 1
+
+
+def test_packet_loss_unit_fraction_takes_the_value_as_is() -> None:
+    f = Families(snapshot_families(reference_snapshot(), now=NOW, packet_loss_unit="fraction"))
+    assert f.value("callmeter_test_run_packet_loss_ratio", **TEST) == 0.12
+
+
+def test_null_fields_yield_no_series_never_zero_or_nan() -> None:
+    f = Families(snapshot_families(reference_snapshot(avgMos=None, avgRttMs=None, inCallCount=None), now=NOW))
+    assert f.value("callmeter_test_run_mos", **TEST) is None
+    assert f.value("callmeter_test_run_rtt_seconds", **TEST) is None
+    assert f.value("callmeter_test_run_endpoints", **TEST, state="in_call") is None
+    assert f.value("callmeter_test_run_jitter_seconds", **TEST) == 0.0083
+
+
+def test_probe_status_is_a_state_set_including_new_statuses() -> None:
+    probe = Probe.model_validate({**load("probes")[0], "status": "maintenance"})
+    f = Families(probe_families([("production", probe)], {"MAINTENANCE"}))
+    assert f.value("callmeter_probe_status", **PROBE, status="MAINTENANCE") == 1
+    for status in ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN"):
+        assert f.value("callmeter_probe_status", **PROBE, status=status) == 0
+    assert f.value("callmeter_probe_interval_seconds", **PROBE) == 900
+    assert f.value("callmeter_probe_next_execution_timestamp_seconds", **PROBE) == 1768475700.0
+
+
+def test_garbled_status_is_bounded() -> None:
+    probe = Probe.model_validate({**load("probes")[0], "status": "<script>" * 20})
+    assert probe.status == "UNRECOGNIZED"
+
+
+def test_probe_without_status_has_no_state_series() -> None:
+    probe = Probe.model_validate({**load("probes")[0], "status": None})
+    f = Families(probe_families([("production", probe)]))
+    assert "callmeter_probe_status" not in f.names()
+    assert f.value("callmeter_probe_interval_seconds", **PROBE) == 900
+
+
+def test_run_without_summary_gives_only_timestamps() -> None:
+    test = Test.model_validate(load("tests")[0])
+    run = TestRun.model_validate({k: v for k, v in load("test_run").items() if k != "summary"})
+    f = Families(completed_run_families([("production", test, run)]))
+    assert f.names() == {"callmeter_test_run_start_timestamp_seconds", "callmeter_test_run_end_timestamp_seconds"}
+
+
+def test_latest_status_state_set_and_info_metrics() -> None:
+    f = Families(snapshot_families(reference_snapshot(), now=NOW))
+    assert f.value("callmeter_test_run_last_status", **TEST, status="COMPLETED") == 1
+    assert f.value("callmeter_test_run_last_status", **TEST, status="STOPPING") == 0
+    assert f.value("callmeter_project_info", project="production",
+                   project_id="c3d4e5f6-a7b8-9012-cdef-123456789012", name="Production") == 1
+    assert f.value("callmeter_registrar_info", project="production", registrar_id="reg_abc123",
+                   registrar="Production SBC", uri="sip:pbx.example.com", transport="UDP") == 1
+
+
+def test_stale_resources_are_not_served() -> None:
+    snapshot = reference_snapshot()
+    aged = Snapshot(projects=snapshot.projects, finished_runs=snapshot.finished_runs,
+                    max_data_age={"probes": 60.0, "tests": 3600.0, "test_runs": 3600.0, "registrars": 3600.0})
+    f = Families(snapshot_families(aged, now=NOW + 120))
+    assert "callmeter_probe_status" not in f.names()
+    assert f.value("callmeter_test_run_mos", **TEST) == 4.21
+    assert aged.next_expiry(NOW) == NOW + 60
+
+
+def test_deleted_test_takes_its_run_series_with_it() -> None:
+    snapshot = reference_snapshot()
+    data = snapshot.projects[0]
+    gone = ProjectData(project=data.project, tests=(), tests_at=NOW, runs_at=NOW, latest_runs=data.latest_runs,
+                       latest_completed=data.latest_completed)
+    f = Families(snapshot_families(Snapshot(projects=(gone,), finished_runs=snapshot.finished_runs), now=NOW))
+    assert not {n for n in f.names() if n.startswith("callmeter_test_run")}
