@@ -16,7 +16,16 @@ from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .models import KNOWN_PROBE_STATUSES, KNOWN_RUN_STATUSES, Probe, Project, Registrar, Test, TestRun
+from .models import (
+    KNOWN_PROBE_STATUSES,
+    KNOWN_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    Probe,
+    Project,
+    Registrar,
+    Test,
+    TestRun,
+)
 from .snapshot import ProjectData, Snapshot
 
 CACHED = "Cached: refreshed in the background from the CallMeter API, which is rate-limited."
@@ -129,7 +138,10 @@ def finished_runs_family(counts: Mapping[tuple[str, str, str], int], test_names:
         "callmeter_test_runs_finished",
         f"Test runs seen in a terminal state since the exporter started, each run counted once. {CACHED}",
         labels=[*TEST_LABELS, "status"])
-    for (project, test_id, status), count in sorted(counts.items()):
+    # Every terminal status starts at 0 for every known test, so the first failure is an increase.
+    merged = {(project, test_id, status): 0 for (project, test_id) in test_names for status in TERMINAL_RUN_STATUSES}
+    merged.update(counts)
+    for (project, test_id, status), count in sorted(merged.items()):
         name = test_names.get((project, test_id))
         if name is not None:
             family.add_metric([project, test_id, name, status], count)

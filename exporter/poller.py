@@ -203,7 +203,8 @@ class Poller:
 
     def _pick(self) -> Job | None:
         now = self._now()
-        due = [j for j in self._jobs.values() if not j.running and j.due <= now]
+        # asyncio may wake a timer a hair early; a job due within a millisecond is due now.
+        due = [j for j in self._jobs.values() if not j.running and j.due <= now + 1e-3]
         return min(due, key=lambda j: (PRIORITY[j.resource], j.due)) if due else None
 
     async def _next_due(self) -> Job:

@@ -24,6 +24,10 @@ class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         events = super().select(0)
         if not events and timeout is not None and timeout > 0 and self.loop is not None:
             self.loop.advance(timeout)
+            # `now + (when - now)` can land a rounding error short of `when`: land on it exactly.
+            scheduled = getattr(self.loop, "_scheduled", None)
+            if scheduled:
+                self.loop.advance_to(scheduled[0].when())
         return events
 
 
@@ -39,6 +43,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def advance(self, seconds: float) -> None:
         self._virtual_now += seconds
+
+    def advance_to(self, moment: float) -> None:
+        self._virtual_now = max(self._virtual_now, moment)
 
 
 def run_virtual(main: Coroutine[Any, Any, T], *, start: float = 0.0) -> T:

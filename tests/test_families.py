@@ -70,6 +70,8 @@ def test_reference_run_is_converted_to_base_units() -> None:
     assert f.value("callmeter_test_run_start_timestamp_seconds", **TEST) == 1768474801.0
     assert f.value("callmeter_test_run_end_timestamp_seconds", **TEST) == 1768474955.0
     assert f.value("callmeter_test_runs_finished_total", **TEST, status="COMPLETED") == 1
+    # Zero from the start, so that the first FAILED run is an increase an alert can see.
+    assert f.value("callmeter_test_runs_finished_total", **TEST, status="FAILED") == 0
 
 
 def test_packet_loss_unit_fraction_takes_the_value_as_is() -> None:
