@@ -14,6 +14,40 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class Floors:
+    """Refresh each class at most this often (seconds)."""
+
+    probes: float = 60.0
+    test_runs: float = 60.0
+    inventory: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """What one refresh of each class costs, in requests (list pages)."""
+
+    projects: int = 0
+    probe_pages: int = 0
+    test_pages: int = 0
+    registrar_pages: int = 0
+    run_pages: int = 0
+
+    def grew_since(self, other: Inventory | None) -> bool:
+        if other is None:
+            return True
+        return any(a > b for a, b in zip(_fields(self), _fields(other), strict=True))
+
+
+def _fields(inv: Inventory) -> tuple[int, ...]:
+    return (inv.projects, inv.probe_pages, inv.test_pages, inv.registrar_pages, inv.run_pages)
+
+
+def pages(count: int | None, per_page: int = 100) -> int:
+    """List pages a collection of `count` items takes (an empty list still costs one request)."""
+    return max(1, -(-(count or 0) // per_page))
+
+
+@dataclass(frozen=True, slots=True)
 class Demand:
     resource: str
     requests: float
@@ -68,3 +102,17 @@ def make_plan(demands: list[Demand], budget_per_minute: float, reserve_per_minut
         stretched = [d.resource for d in demands]
     return Plan(intervals=intervals, budget_per_minute=budget_per_minute, needed_per_minute=needed,
                 stretched=tuple(r for r in intervals if r in stretched))
+
+
+def plan_for(inventory: Inventory, floors: Floors, budget_per_minute: float, reserve_per_minute: float = 0.0) -> Plan:
+    """The plan for an inventory: probe lists first, then run lists, then inventory (ceilings keep
+    every class alive: inventory at least every 6 hours, run lists at most 10 floors apart)."""
+    inv, ceiling = floors.inventory, max(floors.inventory * 24, 6 * 3600)
+    demands = [
+        Demand("probes", inventory.probe_pages, floors.probes, max(floors.probes * 60, 3600)),
+        Demand("test_runs", inventory.run_pages, floors.test_runs, floors.test_runs * 10),
+        Demand("projects", 1, inv, ceiling),
+        Demand("tests", inventory.test_pages, inv, ceiling),
+        Demand("registrars", inventory.registrar_pages, inv, ceiling),
+    ]
+    return make_plan(demands, budget_per_minute, reserve_per_minute)

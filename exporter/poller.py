@@ -19,7 +19,7 @@ from . import errors, logs
 from .budget import RateLimiter
 from .client import PER_PAGE, CallMeterClient
 from .models import Probe, Project, Registrar, Test, TestRun
-from .planner import Demand, Plan, make_plan
+from .planner import Floors, Inventory, Plan, pages, plan_for
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
 
@@ -33,13 +33,6 @@ ROUTES = {
     "test_run_details": "/projects/{projectId}/test-runs/{testRunId}",
 }
 COUNTED_RUNS_KEPT = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class Floors:
-    probes: float = 60.0
-    test_runs: float = 60.0
-    inventory: float = 900.0
 
 
 @dataclass(eq=False)
@@ -144,7 +137,7 @@ class Poller:
         self._finished_rate = 0.0  # runs a minute, smoothed: the plan's reserve for run details
         self._last_finished_check = 0.0
         self._plan: Plan | None = None
-        self._planned_for: tuple[Any, ...] = ()
+        self._planned_for: Inventory | None = None
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
         self.ready = asyncio.Event()
@@ -226,44 +219,39 @@ class Poller:
                 resource, self._floors.inventory)
         return self._plan.intervals.get(resource, self._floors.inventory)
 
-    def _replan(self, *, reason: str) -> None:
+    def inventory(self) -> Inventory:
         projects = list(self._projects.values())
-        n = len(projects)
 
-        def pages(count: int | None) -> int:
-            return max(1, -(-(count or 0) // PER_PAGE))
+        def count(items: tuple[Any, ...] | None, upstream: int | None) -> int:
+            return pages(len(items) if items is not None else upstream, PER_PAGE)
 
-        probe_pages = sum(pages(len(p.probes) if p.probes is not None else p.project.probe_count) for p in projects)
-        test_pages = sum(pages(len(p.tests) if p.tests is not None else p.project.test_count) for p in projects)
-        reg_pages = sum(pages(len(p.registrars) if p.registrars is not None else p.project.registrar_count)
-                        for p in projects)
-        run_pages = sum(2 if p.run_order == "asc" else 1 for p in projects)
-        inv, ceiling = self._floors.inventory, max(self._floors.inventory * 24, 6 * 3600)
-        demands = [
-            Demand("probes", probe_pages, self._floors.probes, max(self._floors.probes * 60, 3600)),
-            Demand("test_runs", run_pages, self._floors.test_runs, self._floors.test_runs * 10),
-            Demand("projects", 1, inv, ceiling),
-            Demand("tests", test_pages, inv, ceiling),
-            Demand("registrars", reg_pages, inv, ceiling),
-        ]
+        return Inventory(
+            projects=len(projects),
+            probe_pages=sum(count(p.probes, p.project.probe_count) for p in projects),
+            test_pages=sum(count(p.tests, p.project.test_count) for p in projects),
+            registrar_pages=sum(count(p.registrars, p.project.registrar_count) for p in projects),
+            run_pages=sum(2 if p.run_order == "asc" else 1 for p in projects),
+        )
+
+    def _replan(self, *, reason: str) -> None:
+        inventory = self.inventory()
         budget = self._limiter.per_minute
-        plan = make_plan(demands, budget, reserve_per_minute=min(self._finished_rate, budget / 2))
-        key = (n, probe_pages, test_pages, reg_pages, run_pages, round(budget, 3))
-        grew = not self._planned_for or key[:5] > self._planned_for[:5]
-        self._plan, self._planned_for = plan, key
+        plan = plan_for(inventory, self._floors, budget, reserve_per_minute=min(self._finished_rate, budget / 2))
+        grew = inventory.grew_since(self._planned_for)
+        self._plan, self._planned_for = plan, inventory
         intervals = dict(plan.intervals)
         intervals["test_run_details"] = intervals["test_runs"]
         self._metrics.set_intervals(intervals)
         if grew or reason == "rate":
             event = self._log.warning if plan.stretched else self._log.info
-            hint = ""
+            hint = None
             if plan.stretched:
                 hint = (f"the floors need {plan.needed_per_minute:.1f} requests/min but the budget is "
                         f"{budget:.1f}/min: raise CALLMETER_PLAN or CALLMETER_REQUESTS_PER_MINUTE, narrow "
                         f"CALLMETER_PROJECTS, or raise the *_MIN_INTERVAL floors")
-            event("schedule.plan", reason=reason, projects=n, budget_per_minute=round(budget, 2),
+            event("schedule.plan", reason=reason, projects=inventory.projects, budget_per_minute=round(budget, 2),
                   intervals={k: round(v, 1) for k, v in plan.intervals.items()}, stretched=list(plan.stretched),
-                  hint=hint or None)
+                  hint=hint)
 
     def _reschedule(self, job: Job, started: float) -> None:
         job.running = False

@@ -218,9 +218,12 @@ class Simulator:
 
     # -- shapes --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _project(p: Any) -> dict[str, Any]:
-        return {"id": p.id, "slug": p.slug, "name": p.name, "description": f"{p.name} SIP infrastructure testing"}
+    def _project(self, p: Any) -> dict[str, Any]:
+        w = self.world
+        return {"id": p.id, "slug": p.slug, "name": p.name, "description": f"{p.name} SIP infrastructure testing",
+                "testCount": sum(1 for t in w.tests.values() if t.project_id == p.id),
+                "probeCount": sum(1 for x in w.probes.values() if x.project_id == p.id),
+                "registrarCount": sum(1 for r in w.registrars.values() if r.project_id == p.id)}
 
     def _test(self, t: Any) -> dict[str, Any]:
         return {"id": t.id, "name": t.name, "durationSeconds": round(self.world.config.run_duration),

@@ -1,0 +1,66 @@
+"""`callmeter-exporter --show-schedule`: read the inventory once and print what the budget allows."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from . import errors
+from .client import PER_PAGE
+from .models import Probe, Project, Registrar, Test
+from .planner import Floors, Inventory, Plan, pages, plan_for
+from .poller import ROUTES
+
+
+async def read_inventory(exporter: object, project_filter: tuple[str, ...]) -> tuple[Inventory, list[Project]]:
+    """One request for the project list; per project, a listing only where the list lacks a count."""
+    client = exporter.client  # type: ignore[attr-defined]
+    projects = await client.list_all(ROUTES["projects"], "projects", Project)
+    wanted = set(project_filter)
+    chosen = [p for p in projects if not wanted or p.id in wanted or (p.slug and p.slug in wanted)]
+    totals = {"probes": 0, "tests": 0, "registrars": 0}
+    for project in chosen:
+        for resource, count, model in (("probes", project.probe_count, Probe), ("tests", project.test_count, Test),
+                                       ("registrars", project.registrar_count, Registrar)):
+            if count is None:
+                count = len(await client.list_all(ROUTES[resource], f"projects/{project.id}/{resource}", model))
+            totals[resource] += pages(count, PER_PAGE)
+    inventory = Inventory(projects=len(chosen), probe_pages=totals["probes"], test_pages=totals["tests"],
+                          registrar_pages=totals["registrars"], run_pages=len(chosen))
+    return inventory, chosen
+
+
+def format_plan(plan: Plan, inventory: Inventory, floors: Floors) -> str:
+    floor_of = {"probes": floors.probes, "test_runs": floors.test_runs}
+    cost = {"probes": inventory.probe_pages, "test_runs": inventory.run_pages, "projects": 1,
+            "tests": inventory.test_pages, "registrars": inventory.registrar_pages}
+    lines = [f"{'resource':<12} {'requests':>9} {'floor':>8} {'interval':>10} {'req/min':>8}  floor met",
+             "-" * 62]
+    for resource, interval in plan.intervals.items():
+        floor = floor_of.get(resource, floors.inventory)
+        met = "yes" if interval <= floor * 1.0001 else "NO"
+        lines.append(f"{resource:<12} {cost[resource]:>9} {floor:>7.0f}s {interval:>9.0f}s "
+                     f"{cost[resource] * 60 / interval:>8.2f}  {met}")
+    lines.append("-" * 62)
+    lines.append(f"budget {plan.budget_per_minute:.1f} requests/min; the floors alone need "
+                 f"{plan.needed_per_minute:.1f}/min; run details (one per finished run) come out of what is left.")
+    if plan.stretched:
+        lines.append("Floors not met: " + ", ".join(plan.stretched) + ". A higher CALLMETER_PLAN or "
+                     "CALLMETER_REQUESTS_PER_MINUTE, a narrower CALLMETER_PROJECTS, or longer "
+                     "*_MIN_INTERVAL floors would change that.")
+    return "\n".join(lines) + "\n"
+
+
+async def show_schedule(exporter: object, out: TextIO) -> int:
+    settings = exporter.settings  # type: ignore[attr-defined]
+    floors = Floors(settings.probes_min_interval, settings.test_runs_min_interval, settings.inventory_min_interval)
+    try:
+        inventory, chosen = await read_inventory(exporter, settings.project_filter)
+    except errors.ApiError as exc:
+        out.write(f"could not read the inventory: {exc}\n")
+        return 1
+    finally:
+        await exporter.client.aclose()  # type: ignore[attr-defined]
+    plan = plan_for(inventory, floors, settings.budget_per_minute)
+    out.write(f"{len(chosen)} project(s): " + ", ".join(p.label for p in chosen) + "\n")
+    out.write(format_plan(plan, inventory, floors))
+    return 0
