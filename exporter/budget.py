@@ -11,6 +11,7 @@ and the clock is injected, so hours of schedule are tested without waiting.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable
 
@@ -69,10 +70,8 @@ class RateLimiter:
 
     def release(self, slot: float) -> None:
         """Give back a booked slot that was not used (cancelled, or overtaken by a pause)."""
-        try:
+        with contextlib.suppress(ValueError):
             self._sent.remove(slot)
-        except ValueError:
-            pass
 
     def blocked_for(self) -> float:
         """Seconds until the current pause ends (0 when not paused)."""

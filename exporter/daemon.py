@@ -16,13 +16,14 @@ from . import __version__, logs
 from .budget import RateLimiter
 from .client import CallMeterClient
 from .exposition import Exposition
+from .families import snapshot_families
 from .keysource import KeySource
-from .poller import Floors, Poller
+from .planner import Floors
+from .poller import Poller
 from .selfmetrics import ExporterMetrics
 from .server import MetricsServer
 from .settings import Settings
 from .snapshot import RESOURCES, Snapshot
-from .families import snapshot_families
 
 DEMO_KEY_LIMIT = 600
 DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)

@@ -10,6 +10,7 @@ recomputed when the inventory or the rate changes. A job that fails keeps the la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ class Poller:
         metrics: ExporterMetrics,
         publish: Callable[[Snapshot], None],
         project_filter: tuple[str, ...] = (),
-        floors: Floors = Floors(),
+        floors: Floors | None = None,
         lookback_pages: int = 3,
         max_concurrency: int = 4,
         max_data_age: float | None = None,
@@ -121,7 +122,7 @@ class Poller:
         self._metrics = metrics
         self._publish = publish
         self._filter = project_filter
-        self._floors = floors
+        self._floors = floors or Floors()
         self._lookback = lookback_pages
         self._max_concurrency = max_concurrency
         self._max_data_age = max_data_age
@@ -208,10 +209,8 @@ class Poller:
             self._wake.clear()
             waiting = [j.due for j in self._jobs.values() if not j.running]
             timeout = max(0.0, min(waiting) - self._now()) if waiting else None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     def interval(self, resource: str) -> float:
         if self._plan is None:
@@ -509,10 +508,8 @@ class Poller:
         while True:
             expiry = self.snapshot.next_expiry(self._wall())
             timeout = None if expiry is None else max(0.0, expiry - self._wall()) + 0.01
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout)
-            except TimeoutError:
-                pass
             self._dirty.clear()
             self.snapshot = self.build_snapshot()
             self._publish(self.snapshot)

@@ -50,8 +50,9 @@ class Settings(BaseSettings):
                                           description="Refresh test-run lists at most this often (s).")
     inventory_min_interval: float = Field(
         default=900.0, ge=1, description="Refresh projects, tests, registrars at most this often (s).")
-    run_lookback_pages: int = Field(default=3, ge=1, le=100,
-                                    description="Run-list pages read back on a cold start to find each test's latest run.")
+    run_lookback_pages: int = Field(
+        default=3, ge=1, le=100,
+        description="Run-list pages read back on a cold start to find each test's latest run.")
     max_data_age: float | None = Field(
         default=None, gt=0,
         description="Seconds after which cached values are no longer served; default: 3x the achieved interval, "

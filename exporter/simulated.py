@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from .budget import RateLimiter
 from .client import CallMeterClient
 from .keysource import KeySource
-from .poller import Floors, Poller
+from .planner import Floors
+from .poller import Poller
 from .selfmetrics import ExporterMetrics
 from .simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
 from .snapshot import Snapshot

@@ -21,7 +21,7 @@ RULE_TESTS = ROOT / "deploy" / "prometheus" / "callmeter-rules.test.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 # The runbook lives in README.md once the draft is merged into it.
-RUNBOOK = ROOT / "docs" / "drafts" / "alerts.md"
+RUNBOOK = ROOT / "README.md"
 RUNBOOK_URL = "https://github.com/callmeter/callmeter-exporter/blob/main/README.md#"
 
 SEVERITIES = {"critical", "warning", "info"}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import random
 
 from exporter.budget import WINDOW_SECONDS, RateLimiter
@@ -57,7 +58,7 @@ def test_requests_are_spread_evenly_not_burst() -> None:
     clock = FakeClock()
     limiter = RateLimiter(per_minute=8, window_cap=8, clock=clock)
     slots = [limiter.reserve() for _ in range(5)]
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert gaps == [7.5] * 4
     # Half an interval before the very first request, so a restart cannot stack a burst.
     assert slots[0] - clock.now == 3.75

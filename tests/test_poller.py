@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,7 +60,7 @@ def test_first_requests_follow_priority_and_are_spread_out() -> None:
     first = kinds(sim)[:4]
     assert first[:3] == ["projects", "probes", "test-runs"]
     times = [t for t, *_ in sim.simulator.requests]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 7.5 - 0.01  # 8 a minute: the Free plan's 10 times the 0.8 share
     assert times[0] - 1_800_000_000.0 >= 3.7  # half an interval before the first request
 
@@ -98,12 +99,12 @@ def test_latest_run_found_whether_runs_are_listed_newest_or_oldest_first() -> No
                         history_runs=150)
     results = {}
     for order in ("desc", "asc"):
-        def check(sim: SimulatedExporter) -> None:
+        def check(sim: SimulatedExporter, order: str = order) -> None:
             project = sim.snapshots[-1].projects[0]
             truth = {}
             assert project.runs_at is not None and sim.wall() - project.runs_at <= 60
             listed_at = project.runs_at - 0.5  # the listing's request went out just before it landed
-            for created, run_id, test in sim.simulator.world.runs_of_project(project.project.id, listed_at):
+            for _created, run_id, test in sim.simulator.world.runs_of_project(project.project.id, listed_at):
                 truth[test.id] = run_id  # oldest first, so the last one written is the newest
             assert {t: r.id for t, r in project.latest_runs.items()} == truth
             results[order] = sum(1 for p in api_paths(sim) if p.endswith("/test-runs"))
@@ -166,7 +167,7 @@ def test_probes_stay_fresh_under_a_tight_budget() -> None:
     plan = sim.poller.plan
     assert plan is not None
     for times in probe_times.values():
-        gaps = [b - a for a, b in zip(times[5:], times[6:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert max(gaps) <= plan.intervals["probes"] * 1.2
 
 

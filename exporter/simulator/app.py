@@ -173,8 +173,9 @@ class Simulator:
             test = w.tests.get(ident)
             if test is None or test.project_id != pid or tail:
                 raise _ApiFault(404, "NOT_FOUND", "Test not found")
-            detail = {**self._test(test), "groups": [{"name": "Callers", "size": test.endpoints // 2},
-                                                      {"name": "Callees", "size": test.endpoints - test.endpoints // 2}],
+            callers = test.endpoints // 2
+            detail = {**self._test(test), "groups": [{"name": "Callers", "size": callers},
+                                                      {"name": "Callees", "size": test.endpoints - callers}],
                       "codecs": ["PCMU", "PCMA", "opus"], "media": {"file": "speech-8k.wav"}}
             return self._one(self._item(detail))
         if kind == "test-runs":
@@ -282,8 +283,9 @@ class Simulator:
 
     def delete(self, kind: str, ident: str) -> None:
         with self.lock:
-            table = {"project": self.world.projects, "probe": self.world.probes, "test": self.world.tests,
-                     "registrar": self.world.registrars}[kind]
+            tables: dict[str, dict[str, Any]] = {"project": self.world.projects, "probe": self.world.probes,
+                                                 "test": self.world.tests, "registrar": self.world.registrars}
+            table = tables[kind]
             del table[ident]
 
     def set_faults(self, **changes: Any) -> Faults:

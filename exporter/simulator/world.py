@@ -200,7 +200,10 @@ class World:
 
     def _summary(self, test: SimTest, run_id: str, status: str, age: float, duration: float) -> dict[str, Any]:
         seed, total = self.config.seed, test.endpoints
-        u = lambda name: unit(seed, run_id, name)  # noqa: E731
+
+        def u(name: str) -> float:
+            return unit(seed, run_id, name)
+
         failed = int(total * 0.02 * u("regfail"))
         registered = total - failed
         summary: dict[str, Any] = {"totalEndpoints": total, "registeredCount": 0, "registrationFailedCount": 0,
