@@ -282,6 +282,8 @@ class Poller:
         else:
             self._metrics.set_up(True)
             self._metrics.succeeded(job.resource, self._wall())
+            self._log.info("refresh.done", resource=job.resource, project=self._label(job.project_id),
+                           run=job.run_id, seconds=round(self._now() - started, 3))
         finally:
             gate.release()
             if job.key in self._jobs:
@@ -292,6 +294,10 @@ class Poller:
             self._dirty.set()
         if self._limiter.per_minute != rate_before:
             self._replan(reason="rate")
+
+    def _label(self, project_id: str | None) -> str | None:
+        state = self._projects.get(project_id) if project_id else None
+        return state.project.label if state else project_id
 
     def _down(self) -> None:
         self._metrics.set_up(False)
@@ -386,17 +392,21 @@ class Poller:
         total = await read(first)
         order = detect_order(pages[first]) or state.run_order
         if order == "asc":
-            # Oldest first: the newest runs are at the end; read forward to the (possibly new) last page.
+            # Oldest first: the newest runs are on the last page. Jump there from page 1, or read
+            # forward from last cycle's last page to the pages added since.
+            if first == 1 and total > 1:
+                first = total
+                total = await read(first)
             number = first
             while number < total and len(pages) < self._lookback + 1:
                 number += 1
                 total = await read(number)
-            step = -1
+            number, step = first - 1, -1
         else:
-            step = 1
+            number, step = max(pages) + 1, 1
         # Then back in time while the runs read so far do not reach what we already know.
-        number = min(pages) - 1 if step < 0 else max(pages) + 1
-        while 1 <= number <= total and len(pages) < self._lookback and self._need_older(state, pages):
+        while (1 <= number <= total and number not in pages and len(pages) < self._lookback + 1
+               and self._need_older(state, pages)):
             total = await read(number)
             number += step
         state.run_order, state.run_pages = order, total

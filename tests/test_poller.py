@@ -206,3 +206,20 @@ def test_large_budget_is_used_when_there_is_work() -> None:
     per_minute = len(times) / ((times[-1] - times[0]) / 60)
     assert per_minute >= 0.9 * 600
     assert max_in_window(times) <= 600
+
+
+def test_cold_start_with_oldest_first_lists_jumps_to_the_last_page() -> None:
+    world = WorldConfig(projects=1, probes_per_project=1, tests_per_project=3, run_period=100, run_duration=30,
+                        history_runs=150)
+
+    def check(sim: SimulatedExporter) -> None:
+        project = sim.snapshots[-1].projects[0]
+        assert project.runs_at is not None
+        truth = {test.id: run_id for _created, run_id, test
+                 in sim.simulator.world.runs_of_project(project.project.id, project.runs_at - 0.5)}
+        assert {t: r.id for t, r in project.latest_runs.items()} == truth
+        pages = [p for p in api_paths(sim) if p.endswith("/test-runs")]
+        assert len(pages) == 2  # page 1 shows the order, then straight to the last page
+
+    simulate(20, check, key_limit=600, world=world, floors=Floors(probes=60, test_runs=60, inventory=900),
+             configure=lambda s: s.set_faults(run_order="asc"))
