@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from . import __version__, logs
 from .budget import RateLimiter
 from .client import CallMeterClient
-from .exposition import Exposition
+from .exposition import Exposition, render
 from .families import snapshot_families
 from .keysource import KeySource
 from .planner import Floors
@@ -58,8 +58,11 @@ class Exporter:
                                  observer=metrics, transport=transport)  # type: ignore[arg-type]
         unit = settings.packet_loss_unit
 
-        def publish(snapshot: Snapshot) -> None:
-            exposition.publish(snapshot_families(snapshot, now=time.time(), packet_loss_unit=unit))
+        async def publish(snapshot: Snapshot) -> None:
+            # A large account takes a second to render: off the event loop, scrapes keep being served.
+            rendered = await asyncio.to_thread(
+                lambda: render(snapshot_families(snapshot, now=time.time(), packet_loss_unit=unit)))
+            exposition.publish_rendered(rendered)
 
         poller = Poller(
             client=client, limiter=limiter, metrics=metrics, publish=publish,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,7 +108,7 @@ class Poller:
         client: CallMeterClient,
         limiter: RateLimiter,
         metrics: ExporterMetrics,
-        publish: Callable[[Snapshot], None],
+        publish: Callable[[Snapshot], Awaitable[None] | None],
         project_filter: tuple[str, ...] = (),
         floors: Floors | None = None,
         lookback_pages: int = 3,
@@ -522,5 +522,7 @@ class Poller:
                 await asyncio.wait_for(self._dirty.wait(), timeout)
             self._dirty.clear()
             self.snapshot = self.build_snapshot()
-            self._publish(self.snapshot)
+            published = self._publish(self.snapshot)
+            if published is not None:
+                await published  # one publisher task: snapshots can never land out of order
             await asyncio.sleep(self._publish_interval)
