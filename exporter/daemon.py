@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import html
 import signal
+import ssl
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -118,14 +120,15 @@ class Exporter:
         return 0
 
 
-async def serve(exporter: Exporter, *, ssl_context: object | None = None,
-                authorize: object | None = None, on_listening: object | None = None) -> int:
+async def serve(exporter: Exporter, *, ssl_context: ssl.SSLContext | None = None,
+                authorize: Callable[[str | None], bool] | None = None,
+                on_listening: Callable[[int], None] | None = None) -> int:
     """Poll and serve until SIGTERM or SIGINT; return the exit code."""
     settings = exporter.settings
     host, port = settings.host_port
     server = MetricsServer(exposition=exporter.exposition, telemetry_path=settings.telemetry_path,
                            is_ready=exporter.poller.ready.is_set, landing=exporter.landing_page,
-                           authorize=authorize, ssl_context=ssl_context)  # type: ignore[arg-type]
+                           authorize=authorize, ssl_context=ssl_context)
     log = logs.get_logger()
     try:
         await server.start(host, port)
@@ -135,7 +138,7 @@ async def serve(exporter: Exporter, *, ssl_context: object | None = None,
         return 2
     log.info("server.listening", address=f"{host or '0.0.0.0'}:{server.port}", path=settings.telemetry_path,
              budget_per_minute=exporter.metrics.budget_per_minute, version=__version__)
-    if callable(on_listening):
+    if on_listening is not None:
         on_listening(server.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -43,6 +43,8 @@ class Job:
     run_id: str | None = None
     due: float = 0.0
     running: bool = False
+    refreshed: bool = False
+    """Has this job succeeded once? Until then its data is missing, not just old."""
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
@@ -199,7 +201,17 @@ class Poller:
         now = self._now()
         # asyncio may wake a timer a hair early; a job due within a millisecond is due now.
         due = [j for j in self._jobs.values() if not j.running and j.due <= now + 1e-3]
-        return min(due, key=lambda j: (PRIORITY[j.resource], j.due)) if due else None
+        return min(due, key=lambda j: (self._rank(j, now), j.due)) if due else None
+
+    def _rank(self, job: Job, now: float) -> float:
+        """The job's priority, raised above run details for inventory that is missing or a whole
+        interval overdue: a stream of finished runs must not starve the test names the run
+        metrics need, nor keep the exporter from ever becoming ready."""
+        rank = float(PRIORITY[job.resource])
+        if rank > PRIORITY["test_run_details"] and (
+                not job.refreshed or now - job.due > self.interval(job.resource)):
+            return PRIORITY["test_run_details"] - 0.5
+        return rank
 
     async def _next_due(self) -> Job:
         while True:
@@ -280,6 +292,7 @@ class Poller:
         except Exception:  # a bug must not stop the poller; it is logged with its traceback
             self._log.exception("refresh.crashed", resource=job.resource, project=job.project_id)
         else:
+            job.refreshed = True
             self._metrics.set_up(True)
             self._metrics.succeeded(job.resource, self._wall())
             self._log.info("refresh.done", resource=job.resource, project=self._label(job.project_id),
@@ -466,16 +479,19 @@ class Poller:
         pending = state.detail_for_test.get(run.test_id)
         if pending == run.id:
             return
+        due = self._now()
         if pending is not None:
             older = state.wanted_runs.get(pending)
             if older is not None and not _newer(run, older):
                 return
-            self._jobs.pop(("test_run_details", state.project.id, pending), None)
+            replaced = self._jobs.pop(("test_run_details", state.project.id, pending), None)
             state.wanted_runs.pop(pending, None)
+            if replaced is not None:
+                due = replaced.due  # the newer run keeps the older one's place in the queue
         state.detail_for_test[run.test_id] = run.id
         state.wanted_runs[run.id] = run
         self.settled.clear()
-        self._add(Job("test_run_details", state.project.id, run.id, due=self._now()))
+        self._add(Job("test_run_details", state.project.id, run.id, due=due))
 
     def _absorb_detail(self, state: _ProjectState, run: TestRun) -> None:
         state.wanted_runs.pop(run.id, None)

@@ -7,7 +7,7 @@ import sys
 from . import logs
 from .daemon import DEMO_FLOORS, DEMO_KEY_LIMIT, Exporter, serve
 from .keysource import KeySource
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 
 async def run(settings: Settings, *, once: bool = False, show_schedule: bool = False) -> int:
@@ -43,7 +43,17 @@ async def run(settings: Settings, *, once: bool = False, show_schedule: bool = F
                       f"http://{host}:{port}/); every metric family appears within 30 s. Ctrl-C stops.",
                       file=sys.stderr, flush=True)
 
-        return await serve(exporter, on_listening=announce)
+        ssl_context, authorize = None, None
+        if settings.web_config_file is not None:
+            from .webconfig import WebConfigError, load_web_config
+
+            try:
+                web = load_web_config(settings.web_config_file)
+            except WebConfigError as exc:
+                await exporter.client.aclose()
+                raise SettingsError(f"CALLMETER_WEB_CONFIG_FILE (--web.config.file): {exc}") from None
+            ssl_context, authorize = web.ssl_context(), web.authorizer()
+        return await serve(exporter, ssl_context=ssl_context, authorize=authorize, on_listening=announce)
     finally:
         if simulator is not None:
             simulator.stop()

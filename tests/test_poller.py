@@ -223,3 +223,20 @@ def test_cold_start_with_oldest_first_lists_jumps_to_the_last_page() -> None:
 
     simulate(20, check, key_limit=600, world=world, floors=Floors(probes=60, test_runs=60, inventory=900),
              configure=lambda s: s.set_faults(run_order="asc"))
+
+
+def test_a_stream_of_finished_runs_starves_neither_inventory_nor_any_test() -> None:
+    """Eight tests finishing a run every minute need more details than a Free key allows."""
+    world = WorldConfig(projects=2, probes_per_project=3, tests_per_project=4, run_period=60, run_duration=20)
+    ready_at: list[float] = []
+
+    async def check(sim: SimulatedExporter) -> None:
+        await sim.poller.ready.wait()
+        ready_at.append(sim.wall() - 1_800_000_000.0)
+        await asyncio.sleep(300)
+        projects = sim.snapshots[-1].projects
+        assert sum(len(p.latest_completed) for p in projects) == 8  # every test has its quality data
+        assert all(p.tests_at and sim.wall() - p.tests_at < 3 * 900 for p in projects)
+
+    simulate(1, check, key_limit=10, world=world)
+    assert ready_at[0] < 80  # 9 requests at 8 a minute
