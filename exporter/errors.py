@@ -2,9 +2,9 @@
 
     ApiError                      any failure to get a usable answer from the API
     ├── TransportError            no HTTP answer at all
-    │   ├── ApiTimeout            connect/read timed out
+    │   ├── ApiTimeout            no complete answer within the timeout
     │   └── ApiConnectionError    refused, reset, DNS, TLS
-    ├── InvalidResponse           an answer that is not the documented envelope
+    ├── InvalidResponse           not the documented envelope: garbled, too large, a redirect
     └── HttpError                 an error status with the documented error envelope
         ├── BadRequest            400 / 422
         ├── Unauthorized          401: key missing, invalid, revoked or expired

@@ -15,20 +15,31 @@ from typing import Any
 import structlog
 
 REDACTED = "cmk_<redacted>"
+KEY_PREFIX = "cmk_"
 _secrets: set[str] = set()
+_longest_first: tuple[str, ...] = ()
 
 
 def register_secret(secret: str) -> None:
-    if secret:
-        _secrets.add(secret)
+    """Redact `secret` from now on; for a cmk_ key, also its body alone (an API may echo just that)."""
+    global _longest_first
+    if not secret:
+        return
+    _secrets.add(secret)
+    body = secret.removeprefix(KEY_PREFIX)
+    if body != secret and len(body) >= 16:
+        _secrets.add(body)
+    _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def forget_secrets() -> None:
+    global _longest_first
     _secrets.clear()
+    _longest_first = ()
 
 
 def redact_text(text: str) -> str:
-    for secret in _secrets:
+    for secret in _longest_first:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

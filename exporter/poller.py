@@ -397,7 +397,7 @@ class Poller:
 
         async def read(number: int) -> int:
             page = await self._client.page(route, path, number)
-            pages[number] = self._client.parse_items(route, TestRun, page.items)
+            pages[number] = self._client.parse_items(route, TestRun, page.items, path=path)
             total = page.pagination.total_pages if page.pagination and page.pagination.total_pages else 1
             return max(total, 1)
 

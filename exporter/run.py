@@ -51,7 +51,7 @@ async def run(settings: Settings, *, once: bool = False, show_schedule: bool = F
                 web = load_web_config(settings.web_config_file)
             except WebConfigError as exc:
                 await exporter.client.aclose()
-                raise SettingsError(f"CALLMETER_WEB_CONFIG_FILE (--web.config.file): {exc}") from None
+                raise SettingsError(f"CALLMETER_WEB_CONFIG_FILE: {exc}") from None
             ssl_context, authorize = web.ssl_context(), web.authorizer()
         return await serve(exporter, ssl_context=ssl_context, authorize=authorize, on_listening=announce)
     finally:

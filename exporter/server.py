@@ -382,5 +382,8 @@ class MetricsServer:
                                b"ready\n" if ready else b"not ready: waiting for the first complete refresh\n",
                                keep=keep, head_only=head_only)
         if path == "/":
+            # Basic auth guards what describes the account; the probes above stay open for kubelets.
+            if self._authorize is not None and not self._authorize(request.headers.get("authorization")):
+                return self.answer(401, b"unauthorized\n", keep=keep, head_only=head_only, extra=_CHALLENGE)
             return self.answer(200, self._landing().encode(), keep=keep, head_only=head_only, content_type=HTML)
         return self.answer(404, b"not found\n", keep=keep, head_only=head_only)
