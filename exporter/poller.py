@@ -10,7 +10,6 @@ recomputed when the inventory or the rate changes. A job that fails keeps the la
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,6 +48,16 @@ class Job:
     @property
     def key(self) -> tuple[str, str | None, str | None]:
         return (self.resource, self.project_id, self.run_id)
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait until the event is set or the timeout passes. Unlike `asyncio.wait_for` on Python 3.11,
+    a cancellation that races the event is never lost, so stopping the poller cannot hang."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
 
 
 def _newer(a: TestRun, b: TestRun) -> bool:
@@ -221,8 +230,7 @@ class Poller:
             self._wake.clear()
             waiting = [j.due for j in self._jobs.values() if not j.running]
             timeout = max(0.0, min(waiting) - self._now()) if waiting else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
 
     def interval(self, resource: str) -> float:
         if self._plan is None:
@@ -534,8 +542,7 @@ class Poller:
         while True:
             expiry = self.snapshot.next_expiry(self._wall())
             timeout = None if expiry is None else max(0.0, expiry - self._wall()) + 0.01
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout)
+            await wait_event(self._dirty, timeout)
             self._dirty.clear()
             self.snapshot = self.build_snapshot()
             published = self._publish(self.snapshot)

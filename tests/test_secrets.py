@@ -133,7 +133,7 @@ def test_the_key_never_shows_on_any_error_path(own_simulator: SimulatorServer) -
         def provoke(kind: str, **faults: object) -> None:
             before = _errors(exporter).get(kind, 0)
             sim.set_faults(**faults)
-            exporter.wait_for(lambda: _errors(exporter).get(kind, 0) > before, 20, f"a {kind} error")
+            exporter.wait_for(lambda: _errors(exporter).get(kind, 0) > before, 45, f"a {kind} error")
             with sim.lock:
                 sim.faults = Faults()
             pages.extend([exporter.metrics(), exporter.get("/").text])
