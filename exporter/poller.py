@@ -97,6 +97,8 @@ class _ProjectState:
     counted: dict[str, float] = field(default_factory=dict)
     count_floor: float = float("-inf")
     seen_runs: frozenset[str] = frozenset()
+    open_runs: frozenset[str] = frozenset()
+    """Runs the last listing showed unfinished: the next listing reads back until it has seen them."""
     run_order: str | None = None
     run_pages: int | None = None
     cold: bool = True
@@ -443,7 +445,10 @@ class Poller:
             completed = {r.test_id for r in runs if r.status == "COMPLETED"}
             expected = len(state.tests) if state.tests is not None else state.project.test_count
             return expected is None or len(completed) < expected
-        return not any(r.id in state.seen_runs for r in runs)
+        ids = {r.id for r in runs}
+        # An unfinished run pushed off the pages read (an oldest-first list puts it on the page before
+        # the last) would otherwise finish unseen, its test stuck at RUNNING until its next run.
+        return not any(r.id in state.seen_runs for r in runs) or not state.open_runs <= ids
 
     def _absorb_runs(self, state: _ProjectState, runs: list[TestRun]) -> None:
         label = state.project.label
@@ -464,6 +469,7 @@ class Poller:
             if run.status == "COMPLETED":
                 self._want_detail(state, run)
         state.seen_runs = frozenset(r.id for r in runs)
+        state.open_runs = frozenset(r.id for r in runs if not r.terminal)
         if len(state.counted) > COUNTED_RUNS_KEPT:
             ordered = sorted(state.counted.items(), key=lambda item: item[1])
             drop = ordered[: len(ordered) - COUNTED_RUNS_KEPT // 2]

@@ -8,6 +8,7 @@ runs through the methods here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import uuid
@@ -18,12 +19,16 @@ from typing import Any
 _NS = uuid.UUID("6f1c3b8e-2f0a-4d7e-9a51-5c0e2b7d9a10")
 
 
+# Both are pure and called for every run and probe of every page served: the caches make hours of
+# simulated traffic cheap (a run's timestamps and draws are asked for again on every listing).
+@functools.lru_cache(maxsize=1 << 16)
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def unit(*parts: object) -> float:
     """A deterministic number in [0, 1) from its inputs."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
@@ -93,6 +98,9 @@ class World:
     registrars: dict[str, SimRegistrar] = field(default_factory=dict)
     manual_runs: dict[str, list[float]] = field(default_factory=dict)
     forced_run_outcome: dict[str, str] = field(default_factory=dict)
+    _project_runs: dict[str, tuple[tuple[Any, ...], tuple[SimTest, ...], list[tuple[float, str, SimTest]]]] = field(
+        default_factory=dict, repr=False, compare=False)
+    """Per project: the last `runs_of_project` answer and what it was computed from (see there)."""
 
     @classmethod
     def build(cls, config: WorldConfig, start: float) -> World:
@@ -159,12 +167,18 @@ class World:
 
     # -- test runs -----------------------------------------------------------------------------
 
+    def _first_start(self, test: SimTest) -> float:
+        return self.start + test.phase - self.config.history_runs * test.period
+
     def _scheduled_starts(self, test: SimTest, now: float) -> list[float]:
-        first = self.start + test.phase - self.config.history_runs * test.period
+        first = self._first_start(test)
+        return [first + k * test.period for k in range(self._scheduled_count(test, now))]
+
+    def _scheduled_count(self, test: SimTest, now: float) -> int:
+        first = self._first_start(test)
         if now < first:
-            return []
-        count = math.floor((now - first) / test.period) + 1
-        return [first + k * test.period for k in range(count)]
+            return 0
+        return math.floor((now - first) / test.period) + 1
 
     def run_starts(self, test: SimTest, now: float) -> list[tuple[str, float]]:
         """(run id, creation time) of every run of the test created by `now`, oldest first."""
@@ -233,19 +247,50 @@ class World:
     def runs_of_project(self, project_id: str, now: float) -> list[tuple[float, str, SimTest]]:
         """(creation time, run id, test) of every run in the project by `now`, oldest first.
 
-        Views are built by the caller only for the page it serves, so large histories stay cheap."""
-        runs = [(created, run_id, test) for test in self.tests.values() if test.project_id == project_id
-                for run_id, created in self.run_starts(test, now)]
-        runs.sort(key=lambda r: (r[0], r[1]))
-        return runs
+        Views are built by the caller only for the page it serves, so large histories stay cheap. The
+        list changes only when a run is created, so it is kept per project together with everything it
+        was computed from (each test, its cadence and how many runs it has by `now`), and rebuilt when
+        any of that differs; callers get a copy they may reorder."""
+        tests = [test for test in self.tests.values() if test.project_id == project_id]
+        key = (self.start, self.config.history_runs,
+               *((id(test), test.id, test.period, test.phase, self._scheduled_count(test, now),
+                  tuple(t for t in self.manual_runs.get(test.id, ()) if t <= now)) for test in tests))
+        cached = self._project_runs.get(project_id)
+        if cached is None or cached[0] != key:
+            runs = [(created, run_id, test) for test in tests for run_id, created in self.run_starts(test, now)]
+            runs.sort(key=lambda r: (r[0], r[1]))
+            # The tests are held with the answer so that no id() in the key can be reused meanwhile.
+            cached = self._project_runs[project_id] = (key, tuple(tests), runs)
+        return list(cached[2])
 
     def find_run(self, project_id: str, run_id: str, now: float) -> dict[str, Any] | None:
         for test in self.tests.values():
-            if test.project_id == project_id and run_id.startswith(f"run_{test.id[:8]}_"):
-                for rid, created in self.run_starts(test, now):
-                    if rid == run_id:
-                        return self.run_view(test, rid, created, now, detail=True)
+            if test.project_id != project_id:
+                continue
+            prefix = f"run_{test.id[:8]}_"
+            if run_id.startswith(prefix):
+                created = self._run_created(test, run_id[len(prefix):], now)
+                if created is not None:
+                    return self.run_view(test, run_id, created, now, detail=True)
         return None
+
+    def _run_created(self, test: SimTest, suffix: str, now: float) -> float | None:
+        """Creation time of the test's run whose id ends in `suffix`, if `run_starts` lists it by `now`.
+
+        Worked out from the number in the id rather than by listing every run of the test."""
+        manual = suffix.startswith("m")
+        try:
+            k = int(suffix[1:] if manual else suffix)
+        except ValueError:
+            return None
+        if k < 0 or suffix != (f"m{k:04d}" if manual else f"{k:05d}"):
+            return None
+        if manual:
+            times = self.manual_runs.get(test.id, [])
+            return times[k] if k < len(times) and times[k] <= now else None
+        if k >= self._scheduled_count(test, now):
+            return None
+        return self._first_start(test) + k * test.period
 
     def endpoints_of_run(self, project_id: str, run_id: str, now: float) -> list[dict[str, Any]] | None:
         run = self.find_run(project_id, run_id, now)
