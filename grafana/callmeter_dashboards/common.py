@@ -65,6 +65,24 @@ REQ_PER_MIN = "suffix: req/min"
 PER_MIN = "suffix: /min"
 
 
+def base_dashboard(title: str, uid: str, description: str) -> dash.Dashboard:
+    """What both dashboards share: tags, time, refresh, links, annotations and the datasource variable."""
+    return (
+        dash.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .editable()
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .time("now-6h", "now")
+        .refresh("1m")
+        .timezone("browser")
+        .links(dashboard_links())
+        .annotation(builtin_annotations())
+        .with_variable(datasource_variable())
+    )
+
+
 def datasource_variable() -> dash.DatasourceVariable:
     """The ``datasource`` variable every panel and query variable reads from.
 

@@ -15,11 +15,8 @@ from .common import (
     PER_MIN,
     RED,
     REQ_PER_MIN,
-    TAGS,
     add_row,
-    builtin_annotations,
-    dashboard_links,
-    datasource_variable,
+    base_dashboard,
     fixed_colour,
     label_variable,
     query,
@@ -39,18 +36,8 @@ DURATION = "callmeter_exporter_api_request_duration_seconds"
 
 def build() -> dash.Dashboard:
     board = (
-        dash.Dashboard("CallMeter exporter")
-        .uid(EXPORTER_UID)
-        .description("Health of callmeter-exporter: API traffic against its request budget, errors, freshness.")
-        .tags(TAGS)
-        .editable()
-        .tooltip(model.DashboardCursorSync.CROSSHAIR)
-        .time("now-6h", "now")
-        .refresh("1m")
-        .timezone("browser")
-        .links(dashboard_links())
-        .annotation(builtin_annotations())
-        .with_variable(datasource_variable())
+        base_dashboard("CallMeter exporter", EXPORTER_UID,
+                       "Health of callmeter-exporter: API traffic against its request budget, errors, freshness.")
         .with_variable(
             label_variable("job", "Job", "label_values(callmeter_up, job)", "Prometheus job scraping the exporter")
         )

@@ -20,14 +20,11 @@ from .common import (
     PROJECT,
     RED,
     RUN_STATES,
-    TAGS,
     TESTS,
     add_row,
-    builtin_annotations,
+    base_dashboard,
     cell_colour,
     dashboard_link,
-    dashboard_links,
-    datasource_variable,
     fixed_colour,
     label_variable,
     query,
@@ -47,18 +44,8 @@ LATEST_COMPLETED = " From the latest COMPLETED run of each test." + CACHED
 
 def build() -> dash.Dashboard:
     board = (
-        dash.Dashboard("CallMeter overview")
-        .uid(OVERVIEW_UID)
-        .description("CallMeter probe health and SIP call quality, from callmeter-exporter.")
-        .tags(TAGS)
-        .editable()
-        .tooltip(model.DashboardCursorSync.CROSSHAIR)
-        .time("now-6h", "now")
-        .refresh("1m")
-        .timezone("browser")
-        .links(dashboard_links())
-        .annotation(builtin_annotations())
-        .with_variable(datasource_variable())
+        base_dashboard("CallMeter overview", OVERVIEW_UID,
+                       "CallMeter probe health and SIP call quality, from callmeter-exporter.")
         .with_variable(
             label_variable(
                 "project",
