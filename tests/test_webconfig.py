@@ -18,7 +18,8 @@ import pytest
 from exporter import webconfig
 from exporter.webconfig import WebConfigError, load_web_config
 from tests.support.faultkit import ServerThread, parse_samples
-from tests.support.processes import ExporterProcess, free_tcp_port
+from tests.support.processes import ExporterProcess
+from tests.support.prometheus import free_port
 
 PASSWORD = "s3cret-scrape"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()  # cost 4: fast tests, same code path
@@ -330,7 +331,7 @@ def test_the_exporter_serves_tls_and_basic_auth_from_web_config_file(pki: Pki) -
 def test_a_bad_web_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, "basic_auth_users:\n  prometheus: hunter2\n")
     argv = [sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(path),
-            "--listen-address", f"127.0.0.1:{free_tcp_port()}"]
+            "--listen-address", f"127.0.0.1:{free_port()}"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "bcrypt" in line]

@@ -179,6 +179,14 @@ def state_mappings(states: Sequence[tuple[str, int, str]]) -> list[model.ValueMa
     return [model.ValueMap(options=options)]
 
 
+def up_down_mappings() -> list[model.ValueMapping]:
+    """0 and 1 shown as DOWN (red) and UP (green), for callmeter_up."""
+    return [model.ValueMap(options={
+        "0": model.ValueMappingResult(text="DOWN", color=RED, index=0),
+        "1": model.ValueMappingResult(text="UP", color=GREEN, index=1),
+    })]
+
+
 def thresholds(base: str, *steps: tuple[float, str]) -> dash.ThresholdsConfig:
     """Absolute thresholds: ``base`` colour below the first step."""
     return (

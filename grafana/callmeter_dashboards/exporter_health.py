@@ -23,6 +23,7 @@ from .common import (
     stat_panel,
     thresholds,
     timeseries_panel,
+    up_down_mappings,
 )
 
 Line = list[tuple[int, int, Builder[model.Panel]]]
@@ -64,16 +65,7 @@ def _health() -> Line:
             " DOWN means a bad key, an unreachable API, or repeated failures: see API errors.",
             query(f"callmeter_up{{{EXPORTER}}}", legend="{{instance}}", instant=True),
         )
-        .mappings(
-            [
-                model.ValueMap(
-                    options={
-                        "0": model.ValueMappingResult(text="DOWN", color=RED, index=0),
-                        "1": model.ValueMappingResult(text="UP", color=GREEN, index=1),
-                    }
-                )
-            ]
-        )
+        .mappings(up_down_mappings())
         .color_mode(common.BigValueColorMode.BACKGROUND)
     )
     version = stat_panel(

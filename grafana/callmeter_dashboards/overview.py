@@ -36,6 +36,7 @@ from .common import (
     thresholds,
     timeseries_panel,
     unit,
+    up_down_mappings,
 )
 
 CACHED = " Values are cached by the exporter, which polls the CallMeter API in the background within the rate limit."
@@ -90,16 +91,7 @@ def _summary() -> list[tuple[int, int, Builder[model.Panel]]]:
             " authenticated. When it is DOWN, every other panel shows stale or no data.",
             query("min(callmeter_up)", legend="exporter", instant=True),
         )
-        .mappings(
-            [
-                model.ValueMap(
-                    options={
-                        "0": model.ValueMappingResult(text="DOWN", color=RED, index=0),
-                        "1": model.ValueMappingResult(text="UP", color=GREEN, index=1),
-                    }
-                )
-            ]
-        )
+        .mappings(up_down_mappings())
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .links([dashboard_link("Exporter health", EXPORTER_UID)])
     )

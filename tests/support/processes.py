@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,18 +13,14 @@ from pathlib import Path
 
 import httpx
 
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.prometheus import free_port
 
 
 class ExporterProcess:
     """`python -m exporter` with the given flags and CALLMETER_* variables; output goes to a file."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
-        self.port = port or free_tcp_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="exporter-", suffix=".log", delete=False)  # noqa: SIM115
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
