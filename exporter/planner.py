@@ -5,12 +5,19 @@ test-run lists (which runs finished), run details (one per finished run), invent
 registrars). Each has a floor, "not more often than". When the budget cannot pay for every floor,
 intervals stretch from the least important class upward, each up to its ceiling; if even that is not
 enough, every interval stretches by the same factor.
+
+Run details are not a periodic class: each finished run wants one. They get a reserve out of the
+budget (`detail_reserve`) before the periodic classes are planned.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+DETAIL_HEADROOM = 1.25
+"""The detail reserve is this many times the rate at which details are wanted: runs finish in bursts,
+and a queue drains only with room to spare."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +37,18 @@ class Inventory:
     probe_pages: int = 0
     test_pages: int = 0
     registrar_pages: int = 0
-    run_pages: int = 0
+    run_pages: float = 0.0
+    """Pages one run listing of every project reads: an average, as the reads that follow new runs vary."""
 
     def grew_since(self, other: Inventory | None) -> bool:
+        """Has a list grown (the run pages, an average that moves with every listing, aside)?"""
         if other is None:
             return True
-        return any(a > b for a, b in zip(_fields(self), _fields(other), strict=True))
+        return any(a > b for a, b in zip(_lists(self), _lists(other), strict=True))
 
 
-def _fields(inv: Inventory) -> tuple[int, ...]:
-    return (inv.projects, inv.probe_pages, inv.test_pages, inv.registrar_pages, inv.run_pages)
+def _lists(inv: Inventory) -> tuple[int, ...]:
+    return (inv.projects, inv.probe_pages, inv.test_pages, inv.registrar_pages)
 
 
 def pages(count: int | None, per_page: int = 100) -> int:
@@ -63,6 +72,8 @@ class Plan:
     needed_per_minute: float
     """What the floors alone would cost."""
     stretched: tuple[str, ...]
+    detail_reserve_per_minute: float = 0.0
+    """Set aside for run details before the intervals were planned."""
 
     @property
     def fits(self) -> bool:
@@ -76,6 +87,7 @@ class Plan:
 def make_plan(demands: list[Demand], budget_per_minute: float, reserve_per_minute: float = 0.0) -> Plan:
     """Intervals for `demands` (in priority order) within `budget_per_minute` minus a reserve (run details)."""
     budget = max(budget_per_minute - reserve_per_minute, budget_per_minute * 0.1) / 60
+    fits = budget * (1 + 1e-9)  # a class stretched to fit exactly must not push the next by a rounding error
     intervals = {d.resource: d.floor for d in demands}
 
     def usage() -> float:
@@ -85,7 +97,7 @@ def make_plan(demands: list[Demand], budget_per_minute: float, reserve_per_minut
     stretched: list[str] = []
     for demand in reversed(demands):
         total = usage()
-        if total <= budget:
+        if total <= fits:
             break
         if demand.requests <= 0:
             continue
@@ -95,24 +107,48 @@ def make_plan(demands: list[Demand], budget_per_minute: float, reserve_per_minut
         intervals[demand.resource] = min(max(wanted, demand.floor), demand.ceiling)
         stretched.append(demand.resource)
     total = usage()
-    if total > budget:
+    if total > fits:
         factor = total / budget
         for resource in intervals:
             intervals[resource] *= factor
         stretched = [d.resource for d in demands]
     return Plan(intervals=intervals, budget_per_minute=budget_per_minute, needed_per_minute=needed,
-                stretched=tuple(r for r in intervals if r in stretched))
+                stretched=tuple(r for r in intervals if r in stretched), detail_reserve_per_minute=reserve_per_minute)
 
 
-def plan_for(inventory: Inventory, floors: Floors, budget_per_minute: float, reserve_per_minute: float = 0.0) -> Plan:
-    """The plan for an inventory: probe lists first, then run lists, then inventory (ceilings keep
-    every class alive: inventory at least every 6 hours, run lists at most 10 floors apart)."""
+def _demands(inventory: Inventory, floors: Floors) -> list[Demand]:
+    """Probe lists first, then run lists, then inventory. Ceilings keep every class alive: inventory
+    at least every 6 hours, run lists at most 10 floors apart, probe lists at least hourly."""
     inv, ceiling = floors.inventory, max(floors.inventory * 24, 6 * 3600)
-    demands = [
+    return [
         Demand("probes", inventory.probe_pages, floors.probes, max(floors.probes * 60, 3600)),
         Demand("test_runs", inventory.run_pages, floors.test_runs, floors.test_runs * 10),
         Demand("projects", 1, inv, ceiling),
         Demand("tests", inventory.test_pages, inv, ceiling),
         Demand("registrars", inventory.registrar_pages, inv, ceiling),
     ]
-    return make_plan(demands, budget_per_minute, reserve_per_minute)
+
+
+def detail_reserve(inventory: Inventory, floors: Floors, budget_per_minute: float,
+                   wanted_per_minute: float) -> float:
+    """Requests a minute set aside for run details: what finished runs want, with headroom, paid only
+    from what is left once probe lists run at their floor and run lists and inventory at their
+    ceilings, and never more than half the budget.
+
+    Details come before the run lists' share above their ceiling because a late run list loses
+    nothing (the next read sees every run since), while a detail not fetched before its test's next
+    run finishes is never shown. They never come before the probe floor: on a budget too small for
+    it, the reserve is 0, details take only the slots the plan leaves idle, and the probe interval
+    does not move with the rate at which runs finish."""
+    spare = budget_per_minute
+    for demand in _demands(inventory, floors):
+        slowest = demand.floor if demand.resource == "probes" else demand.ceiling
+        spare -= demand.requests * 60 / slowest
+    return max(0.0, min(DETAIL_HEADROOM * wanted_per_minute, spare, budget_per_minute / 2))
+
+
+def plan_for(inventory: Inventory, floors: Floors, budget_per_minute: float, details_per_minute: float = 0.0
+             ) -> Plan:
+    """The plan for an inventory, with `detail_reserve` set aside for the run details wanted a minute."""
+    reserve = detail_reserve(inventory, floors, budget_per_minute, details_per_minute)
+    return make_plan(_demands(inventory, floors), budget_per_minute, reserve)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,12 @@ ROUTES = {
     "test_runs": "/projects/{projectId}/test-runs",
     "test_run_details": "/projects/{projectId}/test-runs/{testRunId}",
 }
+FIRST_READ = 10.0
+"""Subtracted from a list's priority until it has been read once."""
 COUNTED_RUNS_KEPT = 2000
+DETAIL_RATE_WINDOW = 1800.0
+"""Run details wanted are counted over this long: runs finish in bursts (several per listing), and
+the plan's reserve for details must not swing with each burst."""
 
 
 @dataclass(eq=False)
@@ -101,6 +107,8 @@ class _ProjectState:
     """Runs the last listing showed unfinished: the next listing reads back until it has seen them."""
     run_order: str | None = None
     run_pages: int | None = None
+    pages_per_listing: float = 1.0
+    """Run-list pages a listing reads, averaged over the warm listings: what the plan budgets."""
     cold: bool = True
 
     def freeze(self) -> ProjectData:
@@ -148,8 +156,8 @@ class Poller:
         self._finished: dict[tuple[str, str, str], int] = {}
         self._probe_statuses: set[str] = set()
         self._run_statuses: set[str] = set()
-        self._finished_rate = 0.0  # runs a minute, smoothed: the plan's reserve for run details
-        self._last_finished_check = 0.0
+        self._detail_wants: deque[float] = deque()  # when each detail was wanted (loop time)
+        self._counting_since: float | None = None  # the first warm run listing: wants are counted from here
         self._plan: Plan | None = None
         self._planned_for: Inventory | None = None
         self._wake = asyncio.Event()
@@ -215,12 +223,17 @@ class Poller:
         return min(due, key=lambda j: (self._rank(j, now), j.due)) if due else None
 
     def _rank(self, job: Job, now: float) -> float:
-        """The job's priority, raised above run details for inventory that is missing or a whole
-        interval overdue: a stream of finished runs must not starve the test names the run
-        metrics need, nor keep the exporter from ever becoming ready."""
+        """The job's priority (lower goes first). Data never fetched is missing, not just old, so every
+        list is read once, in priority order, before any is refreshed: a tight plan may otherwise fill
+        every slot with probe and run-list refreshes and leave the test names, which the run metrics
+        carry and readiness waits for, only idle slots. Inventory a whole interval overdue goes above
+        run details, so that a stream of finished runs cannot starve it."""
         rank = float(PRIORITY[job.resource])
-        if rank > PRIORITY["test_run_details"] and (
-                not job.refreshed or now - job.due > self.interval(job.resource)):
+        if job.resource == "test_run_details":
+            return rank
+        if not job.refreshed:
+            return rank - FIRST_READ
+        if rank > PRIORITY["test_run_details"] and now - job.due > self.interval(job.resource):
             return PRIORITY["test_run_details"] - 0.5
         return rank
 
@@ -251,13 +264,13 @@ class Poller:
             probe_pages=sum(count(p.probes, p.project.probe_count) for p in projects),
             test_pages=sum(count(p.tests, p.project.test_count) for p in projects),
             registrar_pages=sum(count(p.registrars, p.project.registrar_count) for p in projects),
-            run_pages=sum(2 if p.run_order == "asc" else 1 for p in projects),
+            run_pages=sum(p.pages_per_listing for p in projects),
         )
 
     def _replan(self, *, reason: str) -> None:
         inventory = self.inventory()
         budget = self._limiter.per_minute
-        plan = plan_for(inventory, self._floors, budget, reserve_per_minute=min(self._finished_rate, budget / 2))
+        plan = plan_for(inventory, self._floors, budget, details_per_minute=self._details_per_minute())
         grew = inventory.grew_since(self._planned_for)
         self._plan, self._planned_for = plan, inventory
         intervals = dict(plan.intervals)
@@ -272,6 +285,7 @@ class Poller:
                         f"CALLMETER_PROJECTS, or raise the *_MIN_INTERVAL floors")
             event("schedule.plan", reason=reason, projects=inventory.projects, budget_per_minute=round(budget, 2),
                   intervals={k: round(v, 1) for k, v in plan.intervals.items()}, stretched=list(plan.stretched),
+                  details_per_minute=round(plan.detail_reserve_per_minute, 2),
                   hint=hint)
 
     def _reschedule(self, job: Job, started: float) -> None:
@@ -434,6 +448,10 @@ class Poller:
             number += step
         state.run_order, state.run_pages = order, total
         runs = [run for n in sorted(pages) for run in pages[n]]
+        if not state.cold:  # a cold start reads back further, once
+            state.pages_per_listing += 0.2 * (len(pages) - state.pages_per_listing)
+            if self._counting_since is None:
+                self._counting_since = self._now()
         self._absorb_runs(state, runs)
         state.cold = False
 
@@ -465,7 +483,6 @@ class Poller:
                 key = (label, run.test_id, run.status)
                 self._finished[key] = self._finished.get(key, 0) + 1
                 state.counted[run.id] = run.order_key or self._wall()
-                self._finished_rate = 0.9 * self._finished_rate + 0.1 * self._runs_per_minute()
             if run.status == "COMPLETED":
                 self._want_detail(state, run)
         state.seen_runs = frozenset(r.id for r in runs)
@@ -477,10 +494,16 @@ class Poller:
             for run_id, _ in drop:
                 del state.counted[run_id]
 
-    def _runs_per_minute(self) -> float:
+    def _details_per_minute(self) -> float:
+        """Run details wanted a minute over the last `DETAIL_RATE_WINDOW` (at least 10 minutes counted,
+        so that the first few wants do not look like a flood)."""
+        if self._counting_since is None:
+            return 0.0
         now = self._now()
-        elapsed, self._last_finished_check = now - self._last_finished_check, now
-        return 60.0 / elapsed if elapsed > 0 else 0.0
+        while self._detail_wants and self._detail_wants[0] < now - DETAIL_RATE_WINDOW:
+            self._detail_wants.popleft()
+        span = min(DETAIL_RATE_WINDOW, max(now - self._counting_since, 600.0))
+        return len(self._detail_wants) * 60.0 / span
 
     def _want_detail(self, state: _ProjectState, run: TestRun) -> None:
         assert run.test_id is not None
@@ -502,6 +525,8 @@ class Poller:
             state.wanted_runs.pop(pending, None)
             if replaced is not None:
                 due = replaced.due  # the newer run keeps the older one's place in the queue
+        if not state.cold:  # a cold start's catch-up happens once: it is not part of the rate
+            self._detail_wants.append(self._now())
         state.detail_for_test[run.test_id] = run.id
         state.wanted_runs[run.id] = run
         self.settled.clear()

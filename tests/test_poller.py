@@ -157,9 +157,18 @@ def test_tight_budget_stretches_inventory_first_and_says_so() -> None:
 
 
 def test_probes_stay_fresh_under_a_tight_budget() -> None:
-    """Even when inventory needs more than the budget, probe lists keep their place at the front."""
+    """Even when inventory needs more than the budget, probe lists keep their place at the front
+    once every list has been read (the first pass reads each list once, in priority order)."""
     world = WorldConfig(projects=4, probes_per_project=3, tests_per_project=3, run_period=300, run_duration=60)
-    sim = simulate(2 * 3600, key_limit=10, world=world)
+    ready_at: list[float] = []
+
+    async def check(sim: SimulatedExporter) -> None:
+        await sim.poller.ready.wait()
+        ready_at.append(sim.wall())
+        await asyncio.sleep(2 * 3600)
+
+    sim = simulate(1, check, key_limit=10, world=world)
+    assert ready_at[0] - 1_800_000_000.0 < 17 * 7.5 + 10  # the first pass: 17 lists at 8 a minute
     probe_times: dict[str, list[float]] = {}
     for t, _, path, _ in sim.simulator.requests:
         if path.endswith("/probes"):
@@ -167,7 +176,8 @@ def test_probes_stay_fresh_under_a_tight_budget() -> None:
     plan = sim.poller.plan
     assert plan is not None
     for times in probe_times.values():
-        gaps = [b - a for a, b in itertools.pairwise(times)]
+        gaps = [b - a for a, b in itertools.pairwise(times) if a >= ready_at[0]]
+        assert len(gaps) > 50
         assert max(gaps) <= plan.intervals["probes"] * 1.2
 
 
@@ -240,3 +250,59 @@ def test_a_stream_of_finished_runs_starves_neither_inventory_nor_any_test() -> N
 
     simulate(1, check, key_limit=10, world=world)
     assert ready_at[0] < 80  # 9 requests at 8 a minute
+
+
+def test_the_probe_interval_holds_while_runs_finish_in_bursts() -> None:
+    """Below the probe floor (12 probe lists a minute wanted, 8 allowed) details get no reserve, so
+    the probe interval does not move with the bursts in which runs finish."""
+    world = WorldConfig(projects=12, probes_per_project=3, tests_per_project=10, run_period=300, run_duration=60)
+    intervals: list[float] = []
+
+    async def check(sim: SimulatedExporter) -> None:
+        await sim.poller.ready.wait()
+        for _ in range(180):
+            await asyncio.sleep(60)
+            plan = sim.poller.plan
+            assert plan is not None and plan.detail_reserve_per_minute == 0
+            intervals.append(plan.intervals["probes"])
+
+    sim = simulate(1, check, key_limit=10, world=world)
+    assert sum(1 for p in api_paths(sim) if "/test-runs/" in p) > 20  # details still use the idle slots
+    assert min(intervals) > 60 and max(intervals) == min(intervals)
+
+
+def test_details_get_a_reserve_that_follows_the_rate_runs_finish_at() -> None:
+    """Ten tests finishing every 2 minutes want 5 details a minute; 48 a minute leave room for them."""
+    world = WorldConfig(projects=1, probes_per_project=3, tests_per_project=10, run_period=120, run_duration=30)
+    reserves: list[float] = []
+
+    async def check(sim: SimulatedExporter) -> None:
+        await asyncio.sleep(3600)
+        for _ in range(60):
+            await asyncio.sleep(60)
+            plan = sim.poller.plan
+            assert plan is not None and plan.intervals["probes"] == 60
+            reserves.append(plan.detail_reserve_per_minute)
+
+    simulate(1, check, key_limit=60, world=world)
+    assert min(reserves) >= 1.25 * 4 and max(reserves) <= 1.25 * 6  # 1.25 x the rate, and steady
+
+
+def test_the_plan_budgets_the_run_pages_a_listing_actually_reads() -> None:
+    """Oldest first, a listing reads the previous last page and, now and then, a new one: the plan
+    counts what is read (about one page), not a fixed two, so the budget it leaves is spent."""
+    world = WorldConfig(projects=4, probes_per_project=3, tests_per_project=3, run_period=300, run_duration=60,
+                        history_runs=300)
+    planned: list[float] = []
+
+    async def check(sim: SimulatedExporter) -> None:
+        await asyncio.sleep(1800)
+        planned.append(sim.poller.inventory().run_pages)
+
+    sim = simulate(1, check, key_limit=10, world=world, configure=lambda s: s.set_faults(run_order="asc"))
+    listings = [t for t, _, path, _ in sim.simulator.requests if path.endswith("/test-runs")]
+    assert 4 <= planned[0] < 4 * 1.5
+    late = [t for t in listings if t >= 1_800_000_000.0 + 900]
+    plan = sim.poller.plan
+    assert plan is not None
+    assert len(late) <= 1.5 * 4 * 900 / plan.intervals["test_runs"]
