@@ -4,6 +4,7 @@
     python benchmarks/schedule.py --quick     # smoke run: 2 inventories x 2 key limits, 2 simulated hours
     python benchmarks/schedule.py --inventories large --key-limits 10 --no-naive
     python benchmarks/schedule.py --run-order asc   # the simulator lists runs oldest first
+    python benchmarks/schedule.py --probe-floor 120 # ours with CALLMETER_PROBES_MIN_INTERVAL=120
 
 Every case runs the real scheduler (`exporter.simulated.build`: Poller + CallMeterClient + RateLimiter)
 against the in-process simulator on a virtual clock (`exporter.vclock.run_virtual`), so six hours take
@@ -67,6 +68,7 @@ from exporter.budget import RateLimiter
 from exporter.client import PER_PAGE, CallMeterClient
 from exporter.keysource import KeySource
 from exporter.models import Probe, Project, Registrar, Test, TestRun
+from exporter.planner import Floors
 from exporter.poller import ROUTES
 from exporter.simulated import WALL_START, build
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
@@ -175,11 +177,11 @@ def prepare(simulator: Simulator, trace: Trace, run_order: str) -> None:
     simulator.set_faults(run_order=run_order)
 
 
-async def run_ours(world: WorldConfig, key_limit: int, duration: float, run_order: str
+async def run_ours(world: WorldConfig, key_limit: int, duration: float, run_order: str, probe_floor: float
                    ) -> tuple[Trace, World, dict[str, Any]]:
     trace = Trace()
     sim = build(world, key_limit=key_limit, budget_share=BUDGET_SHARE, latency=LATENCY,
-                configure=lambda s: prepare(s, trace, run_order))
+                floors=Floors(probes=probe_floor), configure=lambda s: prepare(s, trace, run_order))
     sim.snapshots = _Watch(trace, sim.wall)
     plans: list[tuple[float, dict[str, float]]] = []
     ready: list[float] = []
@@ -245,7 +247,7 @@ async def naive_loop(client: CallMeterClient, trace: Trace, wall: Callable[[], f
         await asyncio.sleep(max(0.0, began + NAIVE_CYCLE - loop.time()))
 
 
-async def run_naive(world: WorldConfig, key_limit: int, duration: float, run_order: str
+async def run_naive(world: WorldConfig, key_limit: int, duration: float, run_order: str, probe_floor: float
                     ) -> tuple[Trace, World, dict[str, Any]]:
     """The naive loop behind the same client and limiter as `exporter.simulated.build` sets up."""
     loop = asyncio.get_running_loop()
@@ -440,12 +442,12 @@ def analyse(trace: Trace, world: World, duration: float, warmup: float, extra: d
     }
 
 
-def run_case(inventory: str, key_limit: int, impl: str, duration: float, warmup: float, run_order: str = "desc"
-             ) -> tuple[str, int, str, dict[str, Any], float]:
+def run_case(inventory: str, key_limit: int, impl: str, duration: float, warmup: float, run_order: str = "desc",
+             probe_floor: float = 60.0) -> tuple[str, int, str, dict[str, Any], float]:
     logs.configure(level="warning", fmt="console")  # the poller logs every request at debug otherwise
     began = time.perf_counter()
     runner = run_ours if impl == "ours" else run_naive
-    trace, world, extra = run_virtual(runner(world_config(inventory), key_limit, duration, run_order))
+    trace, world, extra = run_virtual(runner(world_config(inventory), key_limit, duration, run_order, probe_floor))
     result = analyse(trace, world, duration, warmup, extra, run_order)
     return inventory, key_limit, impl, result, time.perf_counter() - began
 
@@ -470,10 +472,10 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(results: dict[tuple[str, int, str], dict[str, Any]], inventories: Iterable[str],
-           key_limits: Iterable[int], hours: float, run_order: str) -> bool:
+           key_limits: Iterable[int], hours: float, run_order: str, probe_floor: float) -> bool:
     cases = [(inv, k) for inv in inventories for k in key_limits if (inv, k, "ours") in results]
     print(f"## Schedule benchmark: {hours:g} simulated hours per case, budget share {BUDGET_SHARE}, "
-          f"runs listed {'newest' if run_order == 'desc' else 'oldest'} first\n")
+          f"runs listed {'newest' if run_order == 'desc' else 'oldest'} first, probe floor {probe_floor:g} s\n")
     print("Cells are ours / naive; ratios are naive / ours. Probe age best = even schedule at the plan's "
           "probe interval (p50 0.5 I, p95 0.95 I).\n")
     print("| inventory | key /min | probe interval I (s) | requests | minimum | efficiency "
@@ -526,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--run-order", choices=("desc", "asc"), default="desc",
                         help="how the simulator lists test runs: newest first (default) or oldest first")
+    parser.add_argument("--probe-floor", type=float, default=60.0,
+                        help="ours: CALLMETER_PROBES_MIN_INTERVAL in seconds (default 60)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--strict", action="store_true", help="exit 1 when one of our targets is missed")
     args = parser.parse_args(argv)
@@ -549,13 +553,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, int, str], dict[str, Any]] = {}
     began = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_case, *case, duration, warmup, args.run_order) for case in cases]
+        futures = [pool.submit(run_case, *case, duration, warmup, args.run_order, args.probe_floor)
+                   for case in cases]
         for done, future in enumerate(as_completed(futures), 1):
             inv, k, impl, result, seconds = future.result()
             results[(inv, k, impl)] = result
             print(f"[{done}/{len(cases)}] {inv} {k}/min {impl}: {result['used']:,} requests, "
                   f"{seconds:.1f} s ({time.perf_counter() - began:.0f} s elapsed)", file=sys.stderr)
-    ok = report(results, inventories, key_limits, hours, args.run_order)
+    ok = report(results, inventories, key_limits, hours, args.run_order, args.probe_floor)
     return 1 if args.strict and not ok else 0
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import TextIO
 
 from . import errors
 from .client import PER_PAGE
 from .models import Probe, Project, Registrar, Test
-from .planner import Floors, Inventory, Plan, pages, plan_for
+from .planner import Floors, Inventory, Plan, detail_reserve, pages, plan_for
 from .poller import ROUTES
 
 
@@ -41,8 +42,15 @@ def format_plan(plan: Plan, inventory: Inventory, floors: Floors) -> str:
         lines.append(f"{resource:<12} {cost[resource]:>9} {floor:>7.0f}s {interval:>9.0f}s "
                      f"{cost[resource] * 60 / interval:>8.2f}  {met}")
     lines.append("-" * 62)
+    room = detail_reserve(inventory, floors, plan.budget_per_minute, math.inf)
     lines.append(f"budget {plan.budget_per_minute:.1f} requests/min; the floors alone need "
-                 f"{plan.needed_per_minute:.1f}/min; run details (one per finished run) come out of what is left.")
+                 f"{plan.needed_per_minute:.1f}/min.")
+    if room > 0:
+        lines.append(f"Run details (one per finished run) can have up to {room:.1f}/min; the run lists make "
+                     f"room for them, down to one read every {10 * floors.test_runs:.0f}s.")
+    else:
+        lines.append("Run details (one per finished run) get only idle slots: the probe floor takes the budget. "
+                     "A longer CALLMETER_PROBES_MIN_INTERVAL frees budget for them.")
     if plan.stretched:
         lines.append("Floors not met: " + ", ".join(plan.stretched) + ". A higher CALLMETER_PLAN or "
                      "CALLMETER_REQUESTS_PER_MINUTE, a narrower CALLMETER_PROJECTS, or longer "

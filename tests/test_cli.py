@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.settings import Settings, load
-from exporter.simulator import DEMO_KEY, SimulatorServer
+from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
 from tests.support.processes import ExporterProcess
 
 SECRET = "cmk_" + "5ec7e7" * 5 + "ab"  # a well-formed key that the simulator does not know
@@ -153,3 +153,30 @@ def test_revoked_key_gives_up_0_a_clear_log_line_and_a_running_process(simulator
         assert DEMO_KEY not in log
         simulator.simulator.revoked.clear()
         exporter.wait_for(lambda: "callmeter_up 1.0" in exporter.metrics(), 20, "recovery")
+
+
+def show_schedule(server: SimulatorServer, plan: str) -> subprocess.CompletedProcess[str]:
+    return cli("--show-schedule", "--log-level", "warning",
+               env={"CALLMETER_API_KEY": DEMO_KEY, "CALLMETER_BASE_URL": server.base_url, "CALLMETER_PLAN": plan})
+
+
+def test_show_schedule_reads_the_project_list_once_and_prints_the_plan(simulator: SimulatorServer) -> None:
+    result = show_schedule(simulator, "basic")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()
+            and line.split()[0] in ("probes", "test_runs", "projects", "tests", "registrars")}
+    assert set(rows) == {"probes", "test_runs", "projects", "tests", "registrars"}
+    assert rows["probes"][3] == "60s" and rows["probes"][-1] == "yes"
+    assert "budget 48.0 requests/min" in result.stdout and "can have up to" in result.stdout
+    assert [path for _, _, path, _ in simulator.simulator.requests] == ["/api/v1/projects"]
+
+
+def test_show_schedule_names_the_floors_a_free_key_cannot_meet() -> None:
+    world = WorldConfig(projects=12, probes_per_project=3, tests_per_project=5)
+    with SimulatorServer(Simulator(world)) as server:
+        result = show_schedule(server, "free")
+    assert result.returncode == 0, result.stderr
+    probes = next(line.split() for line in result.stdout.splitlines() if line.startswith("probes "))
+    assert probes[1] == "12" and probes[-1] == "NO"
+    assert "Floors not met: probes" in result.stdout and "CALLMETER_PROJECTS" in result.stdout
+    assert "only idle slots" in result.stdout and "CALLMETER_PROBES_MIN_INTERVAL" in result.stdout
