@@ -328,6 +328,7 @@ class Poller:
                     self._jobs.pop(job.key, None)
                 self._reschedule(job, started)
             self._check_ready()
+            self._metrics.set_details_pending(sum(len(p.detail_for_test) for p in self._projects.values()))
             self._dirty.set()
         if self._limiter.per_minute != rate_before:
             self._replan(reason="rate")

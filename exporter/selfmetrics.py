@@ -29,6 +29,7 @@ class ExporterMetrics(Collector):
         self.remaining: float | None = None
         self.last_success: dict[str, float] = {}
         self.intervals: dict[str, float] = {}
+        self.details_pending = 0
         self.requests = Counter("callmeter_exporter_api_requests", "CallMeter API requests sent, by route and "
                                 "HTTP status (code=\"error\" when no response arrived).", ["endpoint", "code"],
                                 registry=registry)
@@ -76,6 +77,11 @@ class ExporterMetrics(Collector):
         self.intervals = dict(intervals)
         self._changed()
 
+    def set_details_pending(self, pending: int) -> None:
+        if pending != self.details_pending:
+            self.details_pending = pending
+            self._changed()
+
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("callmeter_up", "1 when the exporter's last refresh reached the CallMeter API "
                                "and authenticated, else 0.", value=1.0 if self.up else 0.0)
@@ -100,6 +106,9 @@ class ExporterMetrics(Collector):
         for resource, seconds in sorted(self.intervals.items()):
             interval.add_metric([resource], seconds)
         yield interval
+        yield GaugeMetricFamily("callmeter_exporter_run_details_pending",
+                                "Finished runs whose details (MOS, jitter, loss, RTT, ASR, NER) the exporter "
+                                "wants and has not fetched yet: at most one per test.", value=self.details_pending)
         success = GaugeMetricFamily("callmeter_exporter_last_success_timestamp_seconds",
                                     "Unix time of the last successful refresh of each resource.",
                                     labels=["resource"])

@@ -269,6 +269,10 @@ def test_the_probe_interval_holds_while_runs_finish_in_bursts() -> None:
     sim = simulate(1, check, key_limit=10, world=world)
     assert sum(1 for p in api_paths(sim) if "/test-runs/" in p) > 20  # details still use the idle slots
     assert min(intervals) > 60 and max(intervals) == min(intervals)
+    # ... and the backlog shows: most of the 120 tests wait for the summary of a newer run.
+    pending = sim.value("callmeter_exporter_run_details_pending")
+    assert pending == sum(len(p.detail_for_test) for p in sim.poller._projects.values())
+    assert 60 <= pending <= 120
 
 
 def test_details_get_a_reserve_that_follows_the_rate_runs_finish_at() -> None:
@@ -284,8 +288,9 @@ def test_details_get_a_reserve_that_follows_the_rate_runs_finish_at() -> None:
             assert plan is not None and plan.intervals["probes"] == 60
             reserves.append(plan.detail_reserve_per_minute)
 
-    simulate(1, check, key_limit=60, world=world)
+    sim = simulate(1, check, key_limit=60, world=world)
     assert min(reserves) >= 1.25 * 4 and max(reserves) <= 1.25 * 6  # 1.25 x the rate, and steady
+    assert sim.value("callmeter_exporter_run_details_pending") <= 2  # the details keep up
 
 
 def test_the_plan_budgets_the_run_pages_a_listing_actually_reads() -> None:

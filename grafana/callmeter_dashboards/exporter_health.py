@@ -205,4 +205,11 @@ def _freshness() -> Line:
         "s",
         query(f"time() - {LAST_SUCCESS}", legend="{{resource}}"),
     ).min(0)
-    return [(12, 8, interval), (12, 8, age)]
+    pending = timeseries_panel(
+        "Run details pending",
+        "Finished runs whose quality summary the exporter wants and has not fetched yet, at most one per"
+        " test. A level near the number of tests means the budget leaves run details only idle slots.",
+        "short",
+        query(f"callmeter_exporter_run_details_pending{{{EXPORTER}}}", legend="pending"),
+    ).min(0)
+    return [(8, 8, interval), (8, 8, age), (8, 8, pending)]
