@@ -66,6 +66,12 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
         waiter.cancel()
 
 
+def chosen_projects(projects: list[Project], project_filter: tuple[str, ...]) -> list[Project]:
+    """The projects `CALLMETER_PROJECTS` names, by id or slug; all of them when it names none."""
+    wanted = set(project_filter)
+    return [p for p in projects if not wanted or p.id in wanted or (p.slug and p.slug in wanted)]
+
+
 def _newer(a: TestRun, b: TestRun) -> bool:
     """Is run a more recent than run b? A run with no timestamp yet has not started: it is the newest."""
     ka, kb = a.order_key, b.order_key
@@ -377,9 +383,8 @@ class Poller:
     async def _refresh_projects(self) -> None:
         projects = await self._client.list_all(ROUTES["projects"], "projects", Project)
         self._projects_at = self._wall()
-        wanted = set(self._filter)
-        chosen = [p for p in projects if not wanted or p.id in wanted or (p.slug and p.slug in wanted)]
-        for name in wanted - {p.id for p in projects} - {p.slug for p in projects if p.slug}:
+        chosen = chosen_projects(projects, self._filter)
+        for name in set(self._filter) - {p.id for p in projects} - {p.slug for p in projects if p.slug}:
             if name not in self._missing_logged:
                 self._missing_logged.add(name)
                 self._log.warning("projects.not_visible", project=name,

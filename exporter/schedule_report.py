@@ -9,15 +9,14 @@ from . import errors
 from .client import PER_PAGE
 from .models import Probe, Project, Registrar, Test
 from .planner import Floors, Inventory, Plan, detail_reserve, pages, plan_for
-from .poller import ROUTES
+from .poller import ROUTES, chosen_projects
 
 
 async def read_inventory(exporter: object, project_filter: tuple[str, ...]) -> tuple[Inventory, list[Project]]:
     """One request for the project list; per project, a listing only where the list lacks a count."""
     client = exporter.client  # type: ignore[attr-defined]
     projects = await client.list_all(ROUTES["projects"], "projects", Project)
-    wanted = set(project_filter)
-    chosen = [p for p in projects if not wanted or p.id in wanted or (p.slug and p.slug in wanted)]
+    chosen = chosen_projects(projects, project_filter)
     totals = {"probes": 0, "tests": 0, "registrars": 0}
     for project in chosen:
         for resource, count, model in (("probes", project.probe_count, Probe), ("tests", project.test_count, Test),
