@@ -69,8 +69,7 @@ class Exporter:
         poller = Poller(
             client=client, limiter=limiter, metrics=metrics, publish=publish,
             project_filter=settings.project_filter,
-            floors=floors or Floors(settings.probes_min_interval, settings.test_runs_min_interval,
-                                    settings.inventory_min_interval),
+            floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
             max_data_age=settings.max_data_age)
         return cls(settings, registry, metrics, exposition, limiter, client, poller)

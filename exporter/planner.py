@@ -116,7 +116,7 @@ def make_plan(demands: list[Demand], budget_per_minute: float, reserve_per_minut
                 stretched=tuple(r for r in intervals if r in stretched), detail_reserve_per_minute=reserve_per_minute)
 
 
-def _demands(inventory: Inventory, floors: Floors) -> list[Demand]:
+def demands(inventory: Inventory, floors: Floors) -> list[Demand]:
     """Probe lists first, then run lists, then inventory. Ceilings keep every class alive: inventory
     at least every 6 hours, run lists at most 10 floors apart, probe lists at least hourly."""
     inv, ceiling = floors.inventory, max(floors.inventory * 24, 6 * 3600)
@@ -141,7 +141,7 @@ def detail_reserve(inventory: Inventory, floors: Floors, budget_per_minute: floa
     it, the reserve is 0, details take only the slots the plan leaves idle, and the probe interval
     does not move with the rate at which runs finish."""
     spare = budget_per_minute
-    for demand in _demands(inventory, floors):
+    for demand in demands(inventory, floors):
         slowest = demand.floor if demand.resource == "probes" else demand.ceiling
         spare -= demand.requests * 60 / slowest
     return max(0.0, min(DETAIL_HEADROOM * wanted_per_minute, spare, budget_per_minute / 2))
@@ -151,4 +151,4 @@ def plan_for(inventory: Inventory, floors: Floors, budget_per_minute: float, det
              ) -> Plan:
     """The plan for an inventory, with `detail_reserve` set aside for the run details wanted a minute."""
     reserve = detail_reserve(inventory, floors, budget_per_minute, details_per_minute)
-    return make_plan(_demands(inventory, floors), budget_per_minute, reserve)
+    return make_plan(demands(inventory, floors), budget_per_minute, reserve)

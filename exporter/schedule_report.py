@@ -8,7 +8,7 @@ from typing import TextIO
 from . import errors
 from .client import PER_PAGE
 from .models import Probe, Project, Registrar, Test
-from .planner import Floors, Inventory, Plan, detail_reserve, pages, plan_for
+from .planner import Floors, Inventory, Plan, demands, detail_reserve, pages, plan_for
 from .poller import ROUTES, chosen_projects
 
 
@@ -30,16 +30,13 @@ async def read_inventory(exporter: object, project_filter: tuple[str, ...]) -> t
 
 
 def format_plan(plan: Plan, inventory: Inventory, floors: Floors) -> str:
-    floor_of = {"probes": floors.probes, "test_runs": floors.test_runs}
-    cost = {"probes": inventory.probe_pages, "test_runs": inventory.run_pages, "projects": 1,
-            "tests": inventory.test_pages, "registrars": inventory.registrar_pages}
     lines = [f"{'resource':<12} {'requests':>9} {'floor':>8} {'interval':>10} {'req/min':>8}  floor met",
              "-" * 62]
-    for resource, interval in plan.intervals.items():
-        floor = floor_of.get(resource, floors.inventory)
-        met = "yes" if interval <= floor * 1.0001 else "NO"
-        lines.append(f"{resource:<12} {cost[resource]:>9} {floor:>7.0f}s {interval:>9.0f}s "
-                     f"{cost[resource] * 60 / interval:>8.2f}  {met}")
+    for demand in demands(inventory, floors):
+        interval = plan.intervals[demand.resource]
+        met = "yes" if interval <= demand.floor * 1.0001 else "NO"
+        lines.append(f"{demand.resource:<12} {demand.requests:>9} {demand.floor:>7.0f}s {interval:>9.0f}s "
+                     f"{demand.requests * 60 / interval:>8.2f}  {met}")
     lines.append("-" * 62)
     room = detail_reserve(inventory, floors, plan.budget_per_minute, math.inf)
     lines.append(f"budget {plan.budget_per_minute:.1f} requests/min; the floors alone need "
@@ -59,7 +56,7 @@ def format_plan(plan: Plan, inventory: Inventory, floors: Floors) -> str:
 
 async def show_schedule(exporter: object, out: TextIO) -> int:
     settings = exporter.settings  # type: ignore[attr-defined]
-    floors = Floors(settings.probes_min_interval, settings.test_runs_min_interval, settings.inventory_min_interval)
+    floors = settings.floors
     try:
         inventory, chosen = await read_inventory(exporter, settings.project_filter)
     except errors.ApiError as exc:

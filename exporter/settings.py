@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .planner import Floors
+
 DEFAULT_PORT = 10190
 PLAN_REQUESTS_PER_MINUTE = {"free": 10, "basic": 60, "pro": 120}
 
@@ -116,6 +118,11 @@ class Settings(BaseSettings):
     def budget_per_minute(self) -> float:
         """What this exporter allows itself: the key's limit times the budget share."""
         return self.key_limit_per_minute * self.budget_share
+
+    @property
+    def floors(self) -> Floors:
+        """The *_MIN_INTERVAL settings, as the planner takes them."""
+        return Floors(self.probes_min_interval, self.test_runs_min_interval, self.inventory_min_interval)
 
     @property
     def project_filter(self) -> tuple[str, ...]:
