@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.exposition import Exposition
 from exporter.selfmetrics import ExporterMetrics
 from exporter.server import MetricsServer
+from tests.support.prometheus import stop_process
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
@@ -83,13 +84,7 @@ class SimulatorProcess:
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self._http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.prometheus import free_port
+from tests.support.prometheus import free_port, stop_process
 
 
 class ExporterProcess:
@@ -57,13 +56,7 @@ class ExporterProcess:
         return self.wait_for(lambda: self.get("/readyz").status_code == 200, timeout, "/readyz 200")
 
     def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self._log.close()
         return self.proc.returncode
 

@@ -59,6 +59,18 @@ def free_port() -> int:
         return port
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Stop a process we started, by its own PID: SIGTERM, wait, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
@@ -147,15 +159,7 @@ class ServerProcess:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop this server by its own PID: terminate, wait, then kill."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 class PrometheusServer(ServerProcess):
