@@ -62,9 +62,12 @@ def _handler_for(simulator: Simulator) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            if simulator.faults.latency and self.path.startswith("/api/"):
-                time.sleep(simulator.faults.latency)
+            latency = simulator.faults.latency if self.path.startswith("/api/") else 0.0
+            # Answer on arrival, deliver late: a request its client gave up on must not wake later and
+            # take a fault (a 429 of a burst, say) meant for the requests that follow.
             response = simulator.handle(self.command, self.path, dict(self.headers.items()), body)
+            if latency:
+                time.sleep(latency)
             self.send_response(response.status)
             for name, value in response.headers.items():
                 self.send_header(name, value)
