@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in Settings.model_fields.items():
         default = field.default
         shown = "none" if default in (None, "") else default
-        if name == "api_key":
-            shown = "none (secret; prefer the key file)"
+        if name in ("api_key", "webhook_secret"):
+            shown = "none (secret; prefer the file)"
         help_text = f"{field.description} [env {env_name(name)}; default {shown}]"
         flags = [flag_name(name), *_ALIASES.get(name, [])]
         if name in _BOOLEAN_FLAGS:
