@@ -8,10 +8,11 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from . import __version__, logs
@@ -20,12 +21,13 @@ from .client import CallMeterClient
 from .exposition import Exposition, render
 from .families import snapshot_families
 from .keysource import KeySource
+from .kinds import KINDS
 from .planner import Floors
 from .poller import Poller
 from .selfmetrics import ExporterMetrics
 from .server import MetricsServer
 from .settings import Settings
-from .snapshot import RESOURCES, Snapshot
+from .snapshot import Snapshot
 
 DEMO_KEY_LIMIT = 600
 DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
@@ -45,7 +47,11 @@ class Exporter:
 
     @classmethod
     def build(cls, settings: Settings, *, base_url: str | None = None, key: KeySource | None = None,
-              floors: Floors | None = None, transport: object | None = None) -> Exporter:
+              floors: Floors | None = None, transport: httpx.AsyncBaseTransport | None = None,
+              wall: Callable[[], float] = time.time, publish_interval: float = 1.0,
+              publish: Callable[[Snapshot], Awaitable[None] | None] | None = None) -> Exporter:
+        """The one place that wires the parts. Simulated runs (tests, benchmarks) pass the simulator's
+        `transport` and `wall` clock, and a `publish` that keeps snapshots instead of rendering them."""
         loop_time = asyncio.get_running_loop().time
         per_minute = settings.budget_per_minute
         limiter = RateLimiter(per_minute=per_minute, window_cap=max(1, int(per_minute)), clock=loop_time)
@@ -57,27 +63,27 @@ class Exporter:
             key = KeySource(value=secret, path=settings.api_key_file if secret is None else None)
         client = CallMeterClient(base_url=base_url or settings.base_url, key=key, limiter=limiter,
                                  timeout=settings.http_timeout, max_concurrency=settings.max_concurrency,
-                                 observer=metrics, transport=transport)  # type: ignore[arg-type]
+                                 observer=metrics, transport=transport)
         unit = settings.packet_loss_unit
 
-        async def publish(snapshot: Snapshot) -> None:
+        async def render_and_publish(snapshot: Snapshot) -> None:
             # A large account takes a second to render: off the event loop, scrapes keep being served.
             rendered = await asyncio.to_thread(
-                lambda: render(snapshot_families(snapshot, now=time.time(), packet_loss_unit=unit)))
+                lambda: render(snapshot_families(snapshot, now=wall(), packet_loss_unit=unit)))
             exposition.publish_rendered(rendered)
 
         poller = Poller(
-            client=client, limiter=limiter, metrics=metrics, publish=publish,
+            client=client, limiter=limiter, metrics=metrics, publish=publish or render_and_publish,
             project_filter=settings.project_filter,
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
-            max_data_age=settings.max_data_age)
+            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall)
         return cls(settings, registry, metrics, exposition, limiter, client, poller)
 
     def landing_page(self) -> str:
         now = time.time()
         rows = []
-        for resource in RESOURCES:
+        for resource in KINDS:
             at = self.metrics.last_success.get(resource)
             age = f"{now - at:.0f} s ago" if at else "never"
             interval = self.metrics.intervals.get(resource)

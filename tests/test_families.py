@@ -45,10 +45,11 @@ def reference_snapshot(**run_changes: Any) -> Snapshot:
     run = TestRun.model_validate(run_payload)
     data = ProjectData(
         project=project,
-        probes=tuple(Probe.model_validate(p) for p in load("probes")), probes_at=NOW,
-        tests=(test,), tests_at=NOW,
-        registrars=tuple(Registrar.model_validate(r) for r in load("registrars")), registrars_at=NOW,
-        latest_runs={test.id: run}, runs_at=NOW, latest_completed={test.id: run})
+        probes=tuple(Probe.model_validate(p) for p in load("probes")),
+        tests=(test,),
+        registrars=tuple(Registrar.model_validate(r) for r in load("registrars")),
+        latest_runs={test.id: run}, latest_completed={test.id: run},
+        fetched=dict.fromkeys(("probes", "tests", "registrars", "test_runs"), NOW))
     return Snapshot(projects=(data,), finished_runs={("production", "abc123", "COMPLETED"): 1})
 
 
@@ -139,7 +140,7 @@ def test_stale_resources_are_not_served() -> None:
 def test_deleted_test_takes_its_run_series_with_it() -> None:
     snapshot = reference_snapshot()
     data = snapshot.projects[0]
-    gone = ProjectData(project=data.project, tests=(), tests_at=NOW, runs_at=NOW, latest_runs=data.latest_runs,
-                       latest_completed=data.latest_completed)
+    gone = ProjectData(project=data.project, tests=(), latest_runs=data.latest_runs,
+                       latest_completed=data.latest_completed, fetched={"tests": NOW, "test_runs": NOW})
     f = Families(snapshot_families(Snapshot(projects=(gone,), finished_runs=snapshot.finished_runs), now=NOW))
     assert not {n for n in f.names() if n.startswith("callmeter_test_run")}
