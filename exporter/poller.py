@@ -23,9 +23,17 @@ from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
+from .webhooks import NudgeGate, StatusOverlay, WebhookMetrics
 
 PROJECTS = KINDS["projects"]
+PROBES = KINDS["probes"]
 DETAILS = KINDS["test_run_details"]
+NUDGE_GAP = 10.0
+"""Seconds between two reads that webhooks ask for, per project (and for the project list)."""
+NUDGE_SHARE = 0.25
+"""Reads that webhooks ask for take at most this share of the budget, whatever the number of projects."""
+URGENT_GAP = 0.1
+"""Seconds between two publishes that a webhook asked for (a flood must not render without pause)."""
 
 
 def chosen_projects(projects: list[Project], project_filter: tuple[str, ...]) -> list[Project]:
@@ -49,6 +57,7 @@ class Poller:
         max_data_age: float | None = None,
         publish_interval: float = 1.0,
         wall: Callable[[], float] = time.time,
+        webhook_metrics: WebhookMetrics | None = None,
     ) -> None:
         self.client = client
         self._limiter = limiter
@@ -69,6 +78,11 @@ class Poller:
         self._planned_for: Inventory | None = None
         self._planned_rate = limiter.per_minute
         self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self.overlay = StatusOverlay(webhook_metrics)
+        self._nudges = NudgeGate(min_gap=NUDGE_GAP, clock=self.now)
+        self._last_nudge = float("-inf")
+        self._hidden: set[str] = set()  # ids and slugs of visible projects CALLMETER_PROJECTS leaves out
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
         """Set when a refresh fails for want of the API (auth, network, 5xx) before the exporter was ready."""
@@ -201,6 +215,8 @@ class Poller:
             return
         if kind.stamped:
             fields["fetched"] = {**current.fetched, kind.name: began}
+        if kind is PROBES:
+            self.overlay.settle(job.project_id, fields["probes"], read_started=began, read_done=self.wall())
         self.projects[job.project_id] = dataclasses.replace(current, **fields)
         if kind.periodic:
             self._replan(reason="inventory")  # cheap; it logs only when the inventory grew
@@ -209,12 +225,13 @@ class Poller:
         projects = await self.client.list_all(PROJECTS.route, PROJECTS.path(), Project)
         self._projects_at = self.wall()
         chosen = chosen_projects(projects, self._filter)
+        ids = {p.id for p in chosen}
+        self._hidden = {name for p in projects if p.id not in ids for name in (p.id, p.slug) if name}
         for name in set(self._filter) - {p.id for p in projects} - {p.slug for p in projects if p.slug}:
             if name not in self._missing_logged:
                 self._missing_logged.add(name)
                 self._log.warning("projects.not_visible", project=name,
                                   hint="CALLMETER_PROJECTS names a project this key cannot see")
-        ids = {p.id for p in chosen}
         for gone in [pid for pid in self.projects if pid not in ids]:
             self._drop_project(gone)
         now = self.now()
@@ -229,6 +246,7 @@ class Poller:
 
     def _drop_project(self, project_id: str) -> None:
         self.projects.pop(project_id, None)
+        self.overlay.forget(project_id)
         self.runs.drop(project_id)
         self.scheduler.remove_project(project_id)
 
@@ -259,8 +277,10 @@ class Poller:
         else:
             # Three missed refreshes, and never less than 15 minutes.
             ages = {r: max(3 * self.interval(r), 900.0) for r in STAMPED}
+        overlay = self.overlay
         return Snapshot(
-            projects=tuple(self.projects.values()),
+            projects=tuple(dataclasses.replace(d, probes=overlay.apply(pid, d.probes)) if pid in overlay else d
+                           for pid, d in self.projects.items()),
             finished_runs=dict(self.runs.finished),
             probe_statuses=frozenset(self.probe_statuses),
             run_statuses=frozenset(self.runs.statuses),
@@ -278,4 +298,40 @@ class Poller:
             published = self._publish(self.snapshot)
             if published is not None:
                 await published  # one publisher task: snapshots can never land out of order
-            await asyncio.sleep(self._publish_interval)
+            # A webhook's status is published at once (cut short the rest), but not more often than URGENT_GAP.
+            await asyncio.sleep(min(URGENT_GAP, self._publish_interval))
+            await wait_event(self._urgent, max(0.0, self._publish_interval - URGENT_GAP))
+            self._urgent.clear()
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def push_probe_status(self, project_id: str, probe_id: str, status: str | None, received_at: float) -> str:
+        """A verified webhook delivery (`webhooks.receiver`): its status is shown at once, and a read of
+        the project's probe list is asked for; that read decides (`webhooks.overlay`). A probe or project
+        not known yet gets a read of its list instead, never an invented series."""
+        data = self.projects.get(project_id) or next(
+            (d for d in self.projects.values() if d.project.slug == project_id), None)
+        if data is None:
+            if project_id not in self._hidden:
+                self._nudge((PROJECTS.name, None, None))
+            return "unknown_project"
+        pid = data.project.id
+        if data.probes is None or not any(p.id == probe_id for p in data.probes):
+            self._nudge((PROBES.name, pid, None))
+            return "unknown_probe"
+        if status is not None:
+            self.overlay.push(pid, probe_id, status, received_at)
+            self.probe_statuses.add(status)
+            self._dirty.set()
+            self._urgent.set()
+        self._nudge((PROBES.name, pid, None))
+        return "applied"
+
+    def _nudge(self, key: tuple[str, str | None, None]) -> None:
+        """Ask for a read now, at most once per project every NUDGE_GAP seconds and within NUDGE_SHARE
+        of the budget; the scheduler gives it only a slot nothing on the schedule wants."""
+        now = self.now()
+        if now - self._last_nudge < self._limiter.interval / NUDGE_SHARE or not self._nudges.allow(key[1]):
+            return
+        if self.scheduler.nudge(key):
+            self._last_nudge = now

@@ -32,6 +32,10 @@ class StatusOverlay:
     def __bool__(self) -> bool:
         return bool(self._pushed)
 
+    def __contains__(self, project_id: str) -> bool:
+        """Does the overlay change anything in this project?"""
+        return project_id in self._pushed
+
     def push(self, project_id: str, probe_id: str, status: str | None, received_at: float) -> None:
         self._pushed.setdefault(project_id, {})[probe_id] = Pushed(status, received_at)
 

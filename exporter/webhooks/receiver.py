@@ -54,13 +54,21 @@ _REJECTED = {"missing_signature": (401, b"missing signature\n"),
              "too_large": (413, b"body over 1 MiB\n"),
              "bad_payload": (400, b"not a CallMeter webhook payload\n"),
              "method_not_allowed": (405, b"only POST\n")}
+_HINTS = {
+    "bad_signature": "the secret differs from the webhook's in CallMeter: check CALLMETER_WEBHOOK_SECRET(_FILE)",
+    "missing_signature": "no signature header: check CALLMETER_WEBHOOK_SIGNATURE_HEADER, or the sender is not "
+                         "CallMeter",
+    "malformed_signature": "the signature header holds neither sha256=<hex> nor hex",
+    "stale": "the sender's clock or the delivery is old: check clocks, or CALLMETER_WEBHOOK_TIMESTAMP_TOLERANCE",
+}
 _SIGNATURE_RESULTS = {Signature.MISSING: "missing_signature", Signature.MALFORMED: "malformed_signature",
                       Signature.BAD: "bad_signature"}
 
 
 class _RejectionLog:
-    """The first rejection of a burst per result is logged; the rest are counted until a good delivery
-    arrives (a `webhook.recovered` line tells how many) or the kind goes quiet for `BURST_QUIET`."""
+    """The first rejection of a burst per result is logged, with the count of the burst before it; a
+    burst ends when its kind has been quiet for BURST_QUIET seconds. Good deliveries in between do not
+    end it, so forged ones interleaved with real traffic cannot fill the log."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -71,17 +79,10 @@ class _RejectionLog:
         now = self._clock()
         count, last = self._open.get(result, (0, float("-inf")))
         if now - last > BURST_QUIET:
-            if count:
-                self._log.info("webhook.rejections_ended", result=result, rejected=count)
-            self._log.warning("webhook.rejected", result=result, reason=reason)
+            self._log.warning("webhook.rejected", result=result, reason=reason, previous_burst=count or None,
+                              hint=_HINTS.get(result))
             count = 0
         self._open[result] = (count + 1, now)
-
-    def verified(self) -> None:
-        """A delivery with a good signature closes the signature bursts: whatever was wrong has been fixed."""
-        for result in [r for r in self._open if r in _SIGNATURE_RESULTS.values() or r == "stale"]:
-            count, _ = self._open.pop(result)
-            self._log.info("webhook.recovered", result=result, rejected=count)
 
 
 class Receiver:
@@ -126,7 +127,6 @@ class Receiver:
             return self._reject(_SIGNATURE_RESULTS[signature], f"signature {signature.value} "
                                 f"(header {self._signature_header})")
         now = self._wall()
-        self._rejections.verified()
         try:
             payload = decode(body)
             event = event_of(payload)
