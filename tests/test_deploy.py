@@ -193,6 +193,11 @@ def test_values_and_ci_values_match_the_schema() -> None:
         {"config": {"projects": "a,b"}},
         {"apiKey": "not-a-callmeter-key"},
         {"replicaCount": 2},
+        {"webhooks": {"secret": "whsec_x"}},
+        {"webhooks": {"port": 10190}},
+        {"webhooks": {"path": "webhooks"}},
+        {"webhooks": {"secrets": ["two words"]}},
+        {"webhooks": {"ingress": {"host": "x", "enable": True}}},
     ],
     ids=lambda change: json.dumps(change),
 )

@@ -69,3 +69,21 @@ app.kubernetes.io/part-of: callmeter-exporter
 {{- define "callmeter-exporter.webConfigSecretName" -}}
 {{- default (printf "%s-web-config" (include "callmeter-exporter.fullname" .)) .Values.webConfig.existingSecret }}
 {{- end }}
+
+{{/* Secret holding the webhook secrets, and the key in it. */}}
+{{- define "callmeter-exporter.webhookSecretName" -}}
+{{- default (printf "%s-webhooks" (include "callmeter-exporter.fullname" .)) .Values.webhooks.existingSecret.name }}
+{{- end }}
+
+{{- define "callmeter-exporter.webhookSecretKey" -}}
+{{- if .Values.webhooks.existingSecret.name }}
+{{- .Values.webhooks.existingSecret.key }}
+{{- else }}
+{{- "webhook-secrets" }}
+{{- end }}
+{{- end }}
+
+{{/* The Service port the receiver answers on: its own, or the metrics port. */}}
+{{- define "callmeter-exporter.webhookServicePort" -}}
+{{- if kindIs "invalid" .Values.webhooks.port }}http-metrics{{ else }}http-webhooks{{ end }}
+{{- end }}
