@@ -439,6 +439,21 @@ def test_a_secret_file_with_a_bad_line_names_the_line_not_the_secret(tmp_path: P
     assert "line 2" in str(caught.value) and SECRET not in str(caught.value)
 
 
+# -- the manual ------------------------------------------------------------------------------------------
+
+def test_the_readme_documents_every_webhook_setting_result_and_family() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Webhooks"):readme.index("## When the API misbehaves")]
+    for result in RESULTS:
+        assert f"`{result}`" in section, result
+    for family in ("callmeter_exporter_webhook_deliveries_total", "callmeter_exporter_webhook_disagreements_total",
+                   "callmeter_exporter_webhook_last_delivery_timestamp_seconds",
+                   "callmeter_exporter_webhook_confirmation_delay_seconds"):
+        assert f"| `{family}` |" in readme, family
+    for header in ("X-CallMeter-Signature", "new_status", "current_status", "CALLMETER_WEBHOOK_LISTEN_ADDRESS"):
+        assert header in section
+
+
 # -- the overlay -----------------------------------------------------------------------------------------
 
 def _probes(*statuses: str) -> tuple[Probe, ...]:
