@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from exporter.budget import RateLimiter
 from exporter.scheduler import Job, Scheduler
@@ -46,11 +47,11 @@ def test_a_detail_runs_once_and_a_list_comes_due_again_after_its_interval() -> N
     ran = run_jobs([Job("probes", "p"), Job("test_run_details", "p", "r1")], 100.0, intervals={"probes": 30.0})
     assert [r for _, r, _ in ran].count("test_run_details") == 1
     probe_times = [t for t, r, _ in ran if r == "probes"]
-    assert len(probe_times) == 4 and all(b - a == 30.0 for a, b in zip(probe_times, probe_times[1:], strict=False))
+    assert len(probe_times) == 4 and all(b - a == 30.0 for a, b in itertools.pairwise(probe_times))
 
 
 def test_the_budget_spaces_the_jobs() -> None:
     jobs = [Job(kind, f"p{i}") for i in range(3) for kind in ("probes", "test_runs")]
     ran = run_jobs(jobs, 60.0, per_minute=6.0, intervals={"probes": 600.0, "test_runs": 600.0})
     times = [t for t, _, _ in ran]
-    assert len(times) == 6 and all(b - a >= 10.0 - 1e-6 for a, b in zip(times, times[1:], strict=False))
+    assert len(times) == 6 and all(b - a >= 10.0 - 1e-6 for a, b in itertools.pairwise(times))
