@@ -48,6 +48,7 @@ def _in_flight() -> int:
     return sum(1 for t in threading.enumerate() if "process_request_thread" in t.name)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_with_requests_in_flight_exits_0_within_5_seconds(slow_simulator: SimulatorServer,
                                                                  sig: signal.Signals) -> None:
