@@ -119,8 +119,8 @@ def test_stale_resources_are_not_served() -> None:
 def test_deleted_test_takes_its_run_series_with_it() -> None:
     snapshot = reference_snapshot()
     data = snapshot.projects[0]
-    gone = ProjectData(project=data.project, tests=(), tests_at=NOW, runs_at=NOW, latest_runs=data.latest_runs,
-                       latest_completed=data.latest_completed)
+    gone = ProjectData(project=data.project, tests=(), latest_runs=data.latest_runs,
+                       latest_completed=data.latest_completed, fetched={"tests": NOW, "test_runs": NOW})
     f = Families(snapshot_families(Snapshot(projects=(gone,), finished_runs=snapshot.finished_runs), now=NOW))
     assert not {n for n in f.names() if n.startswith("callmeter_test_run")}
 

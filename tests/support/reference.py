@@ -27,8 +27,9 @@ def reference_snapshot(**run_changes: Any) -> Snapshot:
     run = TestRun.model_validate(run_payload)
     data = ProjectData(
         project=project,
-        probes=tuple(Probe.model_validate(p) for p in load("probes")), probes_at=NOW,
-        tests=(test,), tests_at=NOW,
-        registrars=tuple(Registrar.model_validate(r) for r in load("registrars")), registrars_at=NOW,
-        latest_runs={test.id: run}, runs_at=NOW, latest_completed={test.id: run})
+        probes=tuple(Probe.model_validate(p) for p in load("probes")),
+        tests=(test,),
+        registrars=tuple(Registrar.model_validate(r) for r in load("registrars")),
+        latest_runs={test.id: run}, latest_completed={test.id: run},
+        fetched=dict.fromkeys(("probes", "tests", "registrars", "test_runs"), NOW))
     return Snapshot(projects=(data,), finished_runs={("production", "abc123", "COMPLETED"): 1})
