@@ -220,6 +220,7 @@ while True:
 """
 
 
+@pytest.mark.e2e
 def test_a_kill_9_during_a_write_leaves_the_previous_file_whole(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     for attempt in range(5):
