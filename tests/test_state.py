@@ -59,7 +59,7 @@ def restart(tmp_path: Path, *, first: float, down: float, second: float, state: 
         await asyncio.sleep(first)
         await a.stop()
         await a.exporter.save_state()
-        out["a_finished"], out["a_stopped_at"] = finished(a), a.wall()
+        out["a_finished"], out["a_stopped_at"], out["a_snapshot"] = finished(a), a.wall(), a.poller.build_snapshot()
         out["a_requests"] = len(a.simulator.requests)
         await asyncio.sleep(down)
         b = build(world, key_limit=key_limit, simulator=a.simulator, keep_snapshots=True, **extra)
@@ -91,6 +91,8 @@ def test_with_a_state_file_a_restart_continues_the_counters_and_serves_at_once(t
     assert 0 < added <= sum(truth.values())
     restored = out["b_restored_snapshot"]
     assert len(restored.projects) == 2 and all(p.probes and p.latest_completed for p in restored.projects)
+    # Every field as it was read, timestamps and summaries included.
+    assert restored.projects == out["a_snapshot"].projects
     assert out["b_ready_at_start"]
     first = out["b_first_snapshot"]
     assert first is not None and all(p.probes and p.latest_completed for p in first.projects)
@@ -100,9 +102,9 @@ def test_with_a_state_file_a_restart_continues_the_counters_and_serves_at_once(t
 def test_known_terminal_runs_are_not_fetched_again_after_a_restart(tmp_path: Path) -> None:
     out = restart(tmp_path, first=900, down=5, second=120, state=True)
     simulator: Simulator = out["simulator"]
-    details = [path for _, _, path, _ in simulator.requests if path.count("/") == 6 and "test-runs/" in path]
-    fetched_before = details[: out["a_requests"]]
-    after = [p for p in [path for _, _, path, _ in simulator.requests[out["a_requests"]:]] if p in fetched_before]
+    known = {run.id for p in out["a_snapshot"].projects for run in p.latest_completed.values()}
+    assert known
+    after = [path for _, _, path, _ in simulator.requests[out["a_requests"]:] if path.rsplit("/", 1)[-1] in known]
     assert not after, f"fetched again after the restart: {after[:3]}"
 
 
