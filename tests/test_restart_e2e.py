@@ -114,7 +114,8 @@ scrape_configs:
             for test_id, samples in by_test.items():
                 times = [t for t, _ in samples if started <= t <= ended]
                 gap = max(b - a for a, b in itertools.pairwise(times))
-                assert gap <= restart_seconds + 2.5, f"{name} {test_id}: missing for {gap:.1f}s, restart {restart_seconds:.1f}s"
+                assert gap <= restart_seconds + 2.5, \
+                    f"{name} {test_id}: missing for {gap:.1f}s, the restart took {restart_seconds:.1f}s"
 
 
 def test_readyz_is_ready_from_a_state_file_before_any_refresh(tmp_path: Path) -> None:
