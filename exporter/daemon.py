@@ -28,10 +28,13 @@ from .selfmetrics import ExporterMetrics
 from .server import MetricsServer
 from .settings import Settings, parse_listen_address
 from .snapshot import Snapshot
+from .state import StateFile
 from .webhooks import Receiver, WebhookMetrics, WebhookSecrets
 
 DEMO_KEY_LIMIT = 600
 DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
+STATE_SAVE_INTERVAL = 5.0
+"""At most this often the state file is written (when something changed), and once more on stop."""
 
 
 @dataclass
@@ -45,6 +48,8 @@ class Exporter:
     limiter: RateLimiter
     client: CallMeterClient
     poller: Poller
+    key: KeySource
+    state_file: StateFile | None = None
     receiver: Receiver | None = None
     """The webhook receiver, when a webhook secret is set."""
     webhook_url: str | None = None
@@ -84,15 +89,36 @@ class Exporter:
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
             max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall, webhook_metrics=hooks)
-        receiver = None
+        exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
         if hooks is not None:
             value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
             secrets = WebhookSecrets(value=value, path=settings.webhook_secret_file if value is None else None)
-            receiver = Receiver(secrets=secrets.current, metrics=hooks, sink=poller,
-                                signature_header=settings.webhook_signature_header,
-                                timestamp_header=settings.webhook_timestamp_header,
-                                tolerance=settings.webhook_timestamp_tolerance, wall=wall, clock=loop_time)
-        return cls(settings, registry, metrics, exposition, limiter, client, poller, receiver)
+            exporter.receiver = Receiver(secrets=secrets.current, metrics=hooks, sink=poller,
+                                         signature_header=settings.webhook_signature_header,
+                                         timestamp_header=settings.webhook_timestamp_header,
+                                         tolerance=settings.webhook_timestamp_tolerance, wall=wall, clock=loop_time)
+        if settings.state_file is not None:
+            exporter.state_file = StateFile(settings.state_file, base_url=base_url or settings.base_url)
+            saved = exporter.state_file.load(key=key.get(), lookback_pages=settings.run_lookback_pages)
+            if saved is not None:
+                poller.restore(saved)
+        return exporter
+
+    async def save_state(self) -> None:
+        """Write the state file (if one is set): encoded on the event loop, written off it."""
+        if self.state_file is None:
+            return
+        payload = self.state_file.encode(self.poller.saved_state(), key=self.key.get(), written_at=time.time())
+        await asyncio.to_thread(self.state_file.write, payload)
+
+    async def keep_state(self) -> None:
+        """Save every `STATE_SAVE_INTERVAL` seconds while something changed (a new snapshot was built)."""
+        saved: Snapshot | None = None
+        while True:
+            await asyncio.sleep(STATE_SAVE_INTERVAL)
+            if self.poller.snapshot is not saved:
+                saved = self.poller.snapshot
+                await self.save_state()
 
     def landing_page(self) -> str:
         now = time.time()
@@ -199,12 +225,14 @@ async def serve(exporter: Exporter, *, ssl_context: ssl.SSLContext | None = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     poll = asyncio.create_task(exporter.poller.run(), name="callmeter-poller")
+    keeper = asyncio.create_task(exporter.keep_state(), name="callmeter-state")
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
     log.info("exporter.stopping")
-    poll.cancel()
-    stopper.cancel()
-    await asyncio.gather(poll, stopper, return_exceptions=True)
+    for task in (poll, keeper, stopper):
+        task.cancel()
+    await asyncio.gather(poll, keeper, stopper, return_exceptions=True)
+    await exporter.save_state()
     for _, server in servers:
         await server.close()
     await exporter.client.aclose()
