@@ -29,7 +29,7 @@ from .server import MetricsServer
 from .settings import Settings, parse_listen_address
 from .snapshot import Snapshot
 from .state import StateFile
-from .webhooks import Receiver, WebhookMetrics, WebhookSecrets
+from .webhooks import ProbePush, Receiver, WebhookMetrics, WebhookSecrets
 
 DEMO_KEY_LIMIT = 600
 DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
@@ -93,7 +93,8 @@ class Exporter:
         if hooks is not None:
             value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
             secrets = WebhookSecrets(value=value, path=settings.webhook_secret_file if value is None else None)
-            exporter.receiver = Receiver(secrets=secrets.current, metrics=hooks, sink=poller,
+            exporter.receiver = Receiver(secrets=secrets.current, metrics=hooks,
+                                         sink=ProbePush(poller, spacing=lambda: limiter.interval),
                                          signature_header=settings.webhook_signature_header,
                                          timestamp_header=settings.webhook_timestamp_header,
                                          tolerance=settings.webhook_timestamp_tolerance, wall=wall, clock=loop_time)

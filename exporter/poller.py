@@ -24,15 +24,11 @@ from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
 from .state import SavedState
-from .webhooks import NudgeGate, StatusOverlay, WebhookMetrics
+from .webhooks import StatusOverlay, WebhookMetrics
 
 PROJECTS = KINDS["projects"]
 PROBES = KINDS["probes"]
 DETAILS = KINDS["test_run_details"]
-NUDGE_GAP = 10.0
-"""Seconds between two reads that webhooks ask for, per project (and for the project list)."""
-NUDGE_SHARE = 0.25
-"""Reads that webhooks ask for take at most this share of the budget, whatever the number of projects."""
 URGENT_GAP = 0.1
 """Seconds between two publishes that a webhook asked for (a flood must not render without pause)."""
 
@@ -81,9 +77,9 @@ class Poller:
         self._dirty = asyncio.Event()
         self._urgent = asyncio.Event()
         self.overlay = StatusOverlay(webhook_metrics)
-        self._nudges = NudgeGate(min_gap=NUDGE_GAP, clock=self.now)
-        self._last_nudge = float("-inf")
-        self._hidden: set[str] = set()  # ids and slugs of visible projects CALLMETER_PROJECTS leaves out
+        """Webhook statuses laid over the probe lists until a read decides (`webhooks.push`)."""
+        self.hidden_projects: set[str] = set()
+        """Ids and slugs of visible projects that CALLMETER_PROJECTS leaves out."""
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
         """Set when a refresh fails for want of the API (auth, network, 5xx) before the exporter was ready."""
@@ -110,6 +106,11 @@ class Poller:
         finally:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
+
+    def republish(self) -> None:
+        """Publish a new snapshot now (a webhook's status), not after the publish interval."""
+        self._dirty.set()
+        self._urgent.set()
 
     def want_details(self, project_id: str, wants: list[DetailWant]) -> None:
         """Queue a detail job per want; a newer run keeps the place in the queue of the one it replaces."""
@@ -273,7 +274,7 @@ class Poller:
         self._projects_at = self.wall()
         chosen = chosen_projects(projects, self._filter)
         ids = {p.id for p in chosen}
-        self._hidden = {name for p in projects if p.id not in ids for name in (p.id, p.slug) if name}
+        self.hidden_projects = {name for p in projects if p.id not in ids for name in (p.id, p.slug) if name}
         for name in set(self._filter) - {p.id for p in projects} - {p.slug for p in projects if p.slug}:
             if name not in self._missing_logged:
                 self._missing_logged.add(name)
@@ -353,36 +354,3 @@ class Poller:
             await asyncio.sleep(min(URGENT_GAP, self._publish_interval))
             await wait_event(self._urgent, max(0.0, self._publish_interval - URGENT_GAP))
             self._urgent.clear()
-
-    # -- webhooks ------------------------------------------------------------------------------
-
-    def push_probe_status(self, project_id: str, probe_id: str, status: str | None, received_at: float) -> str:
-        """A verified webhook delivery (`webhooks.receiver`): its status is shown at once, and a read of
-        the project's probe list is asked for; that read decides (`webhooks.overlay`). A probe or project
-        not known yet gets a read of its list instead, never an invented series."""
-        data = self.projects.get(project_id) or next(
-            (d for d in self.projects.values() if d.project.slug == project_id), None)
-        if data is None:
-            if project_id not in self._hidden:
-                self._nudge((PROJECTS.name, None, None))
-            return "unknown_project"
-        pid = data.project.id
-        if data.probes is None or not any(p.id == probe_id for p in data.probes):
-            self._nudge((PROBES.name, pid, None))
-            return "unknown_probe"
-        if status is not None:
-            self.overlay.push(pid, probe_id, status, received_at)
-            self.probe_statuses.add(status)
-            self._dirty.set()
-            self._urgent.set()
-        self._nudge((PROBES.name, pid, None))
-        return "applied"
-
-    def _nudge(self, key: tuple[str, str | None, None]) -> None:
-        """Ask for a read now, at most once per project every NUDGE_GAP seconds and within NUDGE_SHARE
-        of the budget; the scheduler gives it only a slot nothing on the schedule wants."""
-        now = self.now()
-        if now - self._last_nudge < self._limiter.interval / NUDGE_SHARE or not self._nudges.allow(key[1]):
-            return
-        if self.scheduler.nudge(key):
-            self._last_nudge = now

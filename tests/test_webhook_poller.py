@@ -10,9 +10,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from exporter.poller import NUDGE_GAP
 from exporter.simulator import WorldConfig
 from exporter.webhooks import Answer, sign
+from exporter.webhooks.push import NUDGE_GAP
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
 from tests.test_poller import max_in_window
