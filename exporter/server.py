@@ -118,7 +118,7 @@ def parse_head(head: bytes, body_paths: frozenset[str] = frozenset()) -> _Reques
     length = headers.get("content-length", "0")
     path = target.split("?", 1)[0]
     if "transfer-encoding" in headers or not length.isdigit():
-        raise _BadRequest(400, "request bodies must have a Content-Length")
+        raise _BadRequest(400, "request bodies must have a Content-Length", path)
     if int(length) > (WEBHOOK_MAX_BODY_BYTES if path in body_paths else MAX_BODY_BYTES):
         raise _BadRequest(413, "request body too large", path)
     return _Request(method, path, headers, keep, int(length))
@@ -374,9 +374,12 @@ class MetricsServer:
         return self.answer(answer.status, answer.body, keep=request.keep_alive)
 
     def refused(self, exc: _BadRequest) -> str:
-        """What a refused request is told; a body too large for the receiver is also counted there."""
-        if exc.status == 413 and exc.path in self._body_paths and self._receiver is not None:
-            return self._receiver.too_large().body.decode().strip()
+        """What a refused request is told; one to the receiver is also counted there (413, or 400 for a
+        body without a Content-Length, which this server does not read)."""
+        if exc.path in self._body_paths and self._receiver is not None:
+            if exc.status == 413:
+                return self._receiver.too_large().body.decode().strip()
+            self._receiver.refuse("bad_payload", str(exc))
         return str(exc)
 
     def answer(self, status: int, body: bytes | list[bytes], *, keep: bool, head_only: bool = False,

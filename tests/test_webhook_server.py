@@ -136,6 +136,17 @@ def test_a_body_over_one_mebibyte_gets_413_and_a_close_and_is_counted() -> None:
     run(test)
 
 
+def test_a_chunked_delivery_is_refused_with_400_and_counted() -> None:
+    async def test() -> None:
+        async with serving() as served:
+            head = (f"POST {PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "2\r\n{}\r\n0\r\n\r\n").encode()
+            answer = await raw(served.server.port, head)
+            assert answer.startswith(b"HTTP/1.1 400 ")
+            assert served.count("bad_payload") == 1 and served.sink.pushed == []
+    run(test)
+
+
 def test_a_body_arriving_in_pieces_and_a_pipelined_scrape_are_both_answered() -> None:
     async def test() -> None:
         async with serving() as served:

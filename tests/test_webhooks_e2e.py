@@ -147,7 +147,9 @@ def test_a_flood_over_http_is_answered_counted_and_keeps_the_budget(tight_simula
     """1,000 deliveries in about 3 s to an exporter whose probe and run lists fill its 48-a-minute budget."""
     sim = tight_simulator.simulator
     env = {**FAST, "CALLMETER_REQUESTS_PER_MINUTE": "60", "CALLMETER_API_KEY": sorted(sim.keys)[0],
-           "CALLMETER_BASE_URL": tight_simulator.base_url, "CALLMETER_WEBHOOK_SECRET": SECRET}
+           "CALLMETER_BASE_URL": tight_simulator.base_url, "CALLMETER_WEBHOOK_SECRET": SECRET,
+           "CALLMETER_LOG_LEVEL": "debug"}
+    signatures: list[str] = []
     with ExporterProcess(env=env) as exporter:
         exporter.wait_ready(60)
         probes = [(p["id"], p["project_id"]) for p in sim.state()["probes"]]
@@ -160,13 +162,17 @@ def test_a_flood_over_http_is_answered_counted_and_keeps_the_budget(tight_simula
                                            "project_id": project, "new_status": ["DEGRADED", "HEALTHY"][i % 2],
                                            "timestamp": time.time()}
                 body = json.dumps(payload).encode()
-                secret = SECRET if i % 5 else "forged"
-                status = client.post(PATH, content=body, headers={"X-CallMeter-Signature": sign(body, secret)})
+                signature = sign(body, SECRET if i % 5 else "forged")
+                signatures.append(signature.removeprefix("sha256="))
+                status = client.post(PATH, content=body, headers={"X-CallMeter-Signature": signature})
                 answers[status.status_code] = answers.get(status.status_code, 0) + 1
                 time.sleep(max(0.0, started + i * 0.003 - time.monotonic()))
         took = time.monotonic() - started
         time.sleep(60)
         samples = parse_samples(exporter.metrics())
+        output = exporter.output()
+    assert "webhook.delivery" in output  # logged at debug, without the secret or any signature
+    assert SECRET not in output and not any(signature in output for signature in signatures)
     counted = sum(v for (name, _), v in samples.items() if name == "callmeter_exporter_webhook_deliveries_total")
     assert took < 10 and answers == {200: 800, 401: 200} and counted == 1000
     times = [t for t, *_ in sim.requests]

@@ -102,6 +102,10 @@ class Receiver:
         self._rejections = _RejectionLog(clock)
         self._log = logs.get_logger("callmeter.webhooks")
 
+    def refuse(self, result: str, reason: str) -> Answer:
+        """Count and log a delivery the server refused before it reached `handle`."""
+        return self._reject(result, reason)
+
     def _reject(self, result: str, reason: str, *, verified_at: float | None = None) -> Answer:
         self.metrics.delivered(result, verified_at=verified_at)
         self._rejections.rejected(result, reason)
