@@ -20,6 +20,7 @@ CHART = ROOT / "deploy" / "helm" / "callmeter-exporter"
 RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 COMPOSE_DIR = ROOT / "deploy" / "compose"
+STATE_DIR = "/var/lib/callmeter-exporter"
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -144,6 +145,24 @@ def test_dockerfile_exposes_10190_and_enters_the_exporter() -> None:
     assert "CALLMETER_LISTEN_ADDRESS=0.0.0.0:10190" in env
     labels = " ".join(rest for keyword, rest in instructions if keyword == "LABEL")
     assert "org.opencontainers.image.title" in labels
+
+
+def test_dockerfile_gives_the_runtime_user_a_state_folder_and_no_volume() -> None:
+    instructions = dockerfile_instructions()
+    uid, _, gid = next(rest for keyword, rest in reversed(instructions) if keyword == "USER").partition(":")
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    match = re.search(rf"install -d -o (\S+) -g (\S+) -m (\d+) {STATE_DIR}(\s|$)", runs)
+    assert match, f"the image must create {STATE_DIR} for the runtime user"
+    assert (match.group(1), match.group(2)) == (uid, gid or uid), "owned by the USER the image runs as"
+    assert int(match.group(3), 8) & 0o700 == 0o700, "the owner can write it"
+    # A VOLUME would hand each container an anonymous volume that goes with it: persistence in looks only.
+    assert not [rest for keyword, rest in instructions if keyword == "VOLUME"]
+    # Off by default: under --read-only with no volume mounted, a state file in the image's env would stop it.
+    env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
+    assert "CALLMETER_STATE_FILE" not in env
+    header = (ROOT / "Dockerfile").read_text()
+    assert f"--read-only -v callmeter-state:{STATE_DIR}" in header
+    assert f"CALLMETER_STATE_FILE={STATE_DIR}/state.json" in header
 
 
 def test_dockerignore_lets_only_the_package_sources_in() -> None:
