@@ -212,6 +212,18 @@ def test_values_and_ci_values_match_the_schema() -> None:
         {"config": {"projects": "a,b"}},
         {"apiKey": "not-a-callmeter-key"},
         {"replicaCount": 2},
+        {"persistence": {"enabled": True}},
+        {"state": {"persistance": {"enabled": True}}},
+        {"state": {"mountPath": "var/lib/callmeter-exporter"}},
+        {"state": {"mountPath": "/"}},
+        {"state": {"fileName": "state/state.json"}},
+        {"state": {"fileName": ".."}},
+        {"state": {"emptyDir": {"medium": "tmpfs"}}},
+        {"state": {"emptyDir": {"sizeLimit": "lots"}}},
+        {"state": {"persistence": {"size": "1 GB"}}},
+        {"state": {"persistence": {"accessModes": []}}},
+        {"state": {"persistence": {"accessModes": ["ReadWriteAll"]}}},
+        {"state": {"persistence": {"existingClaim": "Callmeter_State"}}},
     ],
     ids=lambda change: json.dumps(change),
 )
@@ -263,6 +275,33 @@ def test_deployment_probes_and_hardening() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert v["serviceAccount"]["create"] is True
     assert "automountServiceAccountToken: false" in text
+
+
+def test_state_file_is_on_an_emptydir_by_default_and_the_root_stays_read_only() -> None:
+    v = values()
+    state = v["state"]
+    assert state["enabled"] is True and state["persistence"]["enabled"] is False
+    assert state["mountPath"] == STATE_DIR, "the folder the image makes for the runtime user"
+    assert v["securityContext"]["readOnlyRootFilesystem"] is True
+    # The volume is writable by the non-root user through the pod's fsGroup.
+    assert v["podSecurityContext"]["fsGroup"] == v["securityContext"]["runAsGroup"] == 65532
+    assert state["persistence"]["accessModes"] == ["ReadWriteOnce"]
+    text = template_code("deployment.yaml")
+    assert "name: CALLMETER_STATE_FILE" in text
+    assert 'printf "%s/%s" .Values.state.mountPath .Values.state.fileName' in text
+    assert "emptyDir:" in text and "persistentVolumeClaim:" in text
+    # Never in demo mode: the simulator starts a new world (and a new base URL) on every start.
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert "and .Values.state.enabled (not .Values.demo)" in helpers
+    claim = template_code("pvc.yaml")
+    assert "kind: PersistentVolumeClaim" in claim and "existingClaim" in claim
+
+
+def test_values_say_what_the_emptydir_does_not_survive() -> None:
+    text = (CHART / "values.yaml").read_text()
+    block = text[text.index("\nstate:") : text.index("\npriorityClassName:")]
+    for needle in ("container", "OOM kill", "liveness", "not a new pod", "helm", "Recreate", "ReadWriteOncePod"):
+        assert needle in block, needle
 
 
 def test_chart_version_metadata() -> None:
