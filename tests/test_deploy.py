@@ -330,6 +330,27 @@ def test_compose_runs_the_demo_reachable_from_other_containers() -> None:
     assert exporter["read_only"] is True
 
 
+def test_compose_demo_keeps_no_state_the_account_override_keeps_it_on_a_named_volume() -> None:
+    base = compose()["services"]["exporter"]
+    # The demo's simulator starts a new world each time: a state file could never be used.
+    assert "CALLMETER_STATE_FILE" not in base.get("environment", {})
+    account: dict[str, Any] = load_yaml(COMPOSE_DIR / "docker-compose.account.yml")
+    exporter = account["services"]["exporter"]
+    assert "--demo" not in exporter["command"], "the override replaces the demo command"
+    assert "0.0.0.0:10190" in " ".join(exporter["command"])
+    env = exporter["environment"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in exporter["volumes"]}
+    named = {source: target for source, target in mounts.items() if not source.startswith((".", "/"))}
+    assert named == {"exporter-state": STATE_DIR} and "exporter-state" in account["volumes"]
+    assert env["CALLMETER_STATE_FILE"] == f"{STATE_DIR}/state.json"
+    # The key comes from a read-only folder mount that git ignores, never from an environment value.
+    assert "CALLMETER_API_KEY" not in env
+    key_dir = next(volume for volume in exporter["volumes"] if volume.startswith("./secrets:"))
+    assert key_dir.endswith(":ro") and env["CALLMETER_API_KEY_FILE"].startswith(key_dir.split(":")[1] + "/")
+    assert "deploy/compose/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert "read_only" not in exporter and base["read_only"] is True, "the override keeps the read-only root"
+
+
 def test_compose_images_are_pinned_and_ports_local() -> None:
     for name, service in compose()["services"].items():
         if "image" in service and "build" not in service:
