@@ -181,3 +181,15 @@ class Registrar(ApiModel):
     transport: str | None = None
 
     _strs = field_validator("id", "name", "uri", "transport", mode="before")(lambda v: _lenient_str(v))
+
+
+class ProbeExecution(ApiModel):
+    """The answer to Run Probe, "the queued probe execution details" (the reference shows no fields)."""
+
+    id: str | None = None
+    status: str | None = None
+    created_at: float | None = Field(default=None, alias="createdAt")
+
+    _strs = field_validator("id", mode="before")(lambda v: _lenient_str(v))
+    _status = field_validator("status", mode="before")(lambda v: _status_word(v))
+    _time = field_validator("created_at", mode="before")(lambda v: _lenient_timestamp(v))

@@ -17,13 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeVar
 
 from .world import World, WorldConfig, iso
 
 DEMO_KEY = "cmk_" + "d3" * 16
 API_PREFIX = "/api/v1"
 TERMINAL = ("COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
+V = TypeVar("V")
 
 
 @dataclass
@@ -195,17 +196,69 @@ class Simulator:
                                for r in w.registrars.values() if r.project_id == pid], query)
         raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
 
+    # -- the two writes: Run Test and Run Probe ------------------------------------------------
+
     def _post(self, parts: list[str], now: float) -> Response:
+        """`POST /projects/{p}/tests/{t}/run` (201, the new run, PENDING) and
+        `POST /projects/{p}/probes/{id}/run` (201, the queued execution)."""
+        if len(parts) != 5 or parts[0] != "projects" or parts[2] not in ("tests", "probes") or parts[4] != "run":
+            raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
         w = self.world
-        if len(parts) == 5 and parts[0] == "projects" and parts[4] == "run" and parts[1] in w.projects:
-            if parts[2] == "tests" and parts[3] in w.tests:
-                run_id = w.start_run(parts[3], now)
-                return self._one({"id": run_id, "testId": parts[3], "status": "PENDING", "createdAt": iso(now)},
-                                 status=201)
-            if parts[2] == "probes" and parts[3] in w.probes:
-                return self._one({"id": "exec_" + uuid.uuid4().hex[:12], "probeId": parts[3], "status": "QUEUED",
-                                  "createdAt": iso(now)}, status=201)
-        raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
+        project = w.projects.get(parts[1])
+        if project is None:
+            raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
+        if project.id in self.faults.forbidden_projects or project.slug in self.faults.forbidden_projects:
+            raise _ApiFault(403, "FORBIDDEN", "Insufficient permissions for this operation")
+        if parts[2] == "tests":
+            test = w.tests.get(parts[3])
+            if test is None or test.project_id != project.id:
+                raise _ApiFault(404, "NOT_FOUND", "Test not found")
+            run_id = w.start_run(test.id, now)
+            return self._one({"id": run_id, "testId": test.id, "status": "PENDING", "createdAt": iso(now)},
+                             status=201)
+        probe = w.probes.get(parts[3])
+        if probe is None or probe.project_id != project.id:
+            raise _ApiFault(404, "NOT_FOUND", "Probe not found")
+        w.trigger_probe(probe.id, now)
+        count = len(w.triggers.probe_runs[probe.id])
+        return self._one({"id": f"exec_{probe.id.removeprefix('probe_')[:8]}_{count:04d}", "probeId": probe.id,
+                          "status": "QUEUED", "createdAt": iso(now)}, status=201)
+
+    def plan_test_runs(self, test_id: str, *, outcome: str | None = None, summary: dict[str, Any] | None = None,
+                       duration: float | None = None) -> None:
+        """How the test's triggered runs end: terminal status (None: the usual draw), summary fields
+        laid over the drawn ones (a None value sends null), RUNNING time in seconds."""
+        with self.lock:
+            triggers = self.world.triggers
+            if test_id not in self.world.tests:
+                raise KeyError(test_id)
+            _set_or_drop(triggers.outcomes, test_id, outcome)
+            _set_or_drop(triggers.summaries, test_id, summary)
+            _set_or_drop(triggers.durations, test_id, duration)
+
+    def plan_probe_executions(self, probe_id: str, *, status: str | None = None, seconds: float | None = None
+                              ) -> None:
+        """What a triggered execution of the probe leaves (None: its usual status) and how long it takes."""
+        with self.lock:
+            triggers = self.world.triggers
+            if probe_id not in self.world.probes:
+                raise KeyError(probe_id)
+            _set_or_drop(triggers.probe_status, probe_id, status)
+            if seconds is not None:
+                triggers.probe_seconds[probe_id] = seconds
+
+    def _trigger_control(self, method: str, parts: list[str], payload: dict[str, Any]) -> bool:
+        """`POST /_sim/tests/{testId}` and `POST /_sim/probe-executions/{probeId}`: the plans above."""
+        if method != "POST" or len(parts) != 2:
+            return False
+        if parts[0] == "tests":
+            self.plan_test_runs(parts[1], outcome=payload.get("outcome"), summary=payload.get("summary"),
+                                duration=payload.get("duration"))
+            return True
+        if parts[0] == "probe-executions":
+            self.plan_probe_executions(parts[1], status=payload.get("status"), seconds=payload.get("seconds"))
+            return True
+        return False
 
     def _runs(self, pid: str, query: dict[str, str], now: float) -> Response:
         rows = self.world.runs_of_project(pid, now)
@@ -227,7 +280,7 @@ class Simulator:
                 "registrarCount": sum(1 for r in w.registrars.values() if r.project_id == p.id)}
 
     def _test(self, t: Any) -> dict[str, Any]:
-        return {"id": t.id, "name": t.name, "durationSeconds": round(self.world.config.run_duration),
+        return {"id": t.id, "name": t.name, "durationSeconds": self.world.test_duration(t),
                 "totalEndpoints": t.endpoints, "createdAt": iso(self.world.start - 86400)}
 
     def _item(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -323,6 +376,8 @@ class Simulator:
                 self.faults = Faults()
             elif method == "POST" and parts == ["delete"]:
                 self.delete(payload["kind"], payload["id"])
+            elif self._trigger_control(method, parts, payload):
+                pass
             elif method == "POST" and parts == ["keys"]:
                 if "revoke" in payload:
                     self.revoked.add(payload["revoke"])
@@ -341,6 +396,13 @@ class _ApiFault(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+
+
+def _set_or_drop(table: dict[str, V], key: str, value: V | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
 
 
 def _stringify_numbers(value: Any) -> Any:

@@ -98,6 +98,8 @@ class World:
     registrars: dict[str, SimRegistrar] = field(default_factory=dict)
     manual_runs: dict[str, list[float]] = field(default_factory=dict)
     forced_run_outcome: dict[str, str] = field(default_factory=dict)
+    triggers: Triggers = field(default_factory=lambda: Triggers())
+    """What triggered runs and probe executions (the API's two writes) do; see `Triggers`."""
     _project_runs: dict[str, tuple[tuple[Any, ...], tuple[SimTest, ...], list[tuple[float, str, SimTest]]]] = field(
         default_factory=dict, repr=False, compare=False)
     """Per project: the last `runs_of_project` answer and what it was computed from (see there)."""
@@ -138,13 +140,17 @@ class World:
         n = math.floor((now - self.start - probe.phase) / interval)
         last = self.start + probe.phase + n * interval
         status = probe.forced_status or self._probe_status(probe, n)
+        scheduled = last
+        executed = self.triggered_execution(probe, now)
+        if executed is not None and executed[0] >= last:
+            last, status = executed[0], probe.forced_status or executed[1] or status
         return {
             "id": probe.id,
             "name": probe.name,
             "status": status,
             "intervalMinutes": probe.interval_minutes,
             "lastExecutionAt": iso(last) if last >= self.start - 30 * interval else None,
-            "nextExecutionAt": iso(last + interval),
+            "nextExecutionAt": iso(scheduled + interval),
         }
 
     def _probe_status(self, probe: SimProbe, execution: int) -> str:
@@ -192,7 +198,10 @@ class World:
         age = now - created
         duration = self.config.run_duration * (0.8 + 0.4 * unit(seed, run_id, "dur"))
         draw = unit(seed, run_id, "outcome")
-        outcome = self.forced_run_outcome.get(run_id) or (
+        triggered = self.triggered_test(test, run_id)
+        if triggered is not None:
+            duration = triggered.duration
+        outcome = self.forced_run_outcome.get(run_id) or (triggered.outcome if triggered else None) or (
             "CANNOT_RUN_FOR_NOW" if draw < 0.03 else "FAILED" if draw < 0.12 else "COMPLETED")
         started: float | None = created + 4
         completed: float | None = None
@@ -210,6 +219,8 @@ class World:
                                 "startedAt": iso(started), "completedAt": iso(completed)}
         if detail:
             view["summary"] = self._summary(test, run_id, status, age, duration)
+            if triggered is not None and status in ("RUNNING", "COMPLETED", "FAILED"):
+                view["summary"].update(triggered.summary)
         return view
 
     def _summary(self, test: SimTest, run_id: str, status: str, age: float, duration: float) -> dict[str, Any]:
@@ -319,3 +330,54 @@ class World:
         runs = self.manual_runs.setdefault(test_id, [])
         runs.append(now)
         return f"run_{test_id[:8]}_m{len(runs) - 1:04d}"
+
+    # -- the two writes: triggered runs and probe executions ---------------------------------
+
+    def test_duration(self, test: SimTest) -> int:
+        """The test's `durationSeconds`: what a triggered run of it lasts once RUNNING."""
+        return round(self.triggers.durations.get(test.id, self.config.run_duration))
+
+    def triggered_test(self, test: SimTest, run_id: str) -> TestTrigger | None:
+        """How a run started through the API behaves (None for the scheduled runs, which keep their draws)."""
+        if not run_id.startswith(f"run_{test.id[:8]}_m"):
+            return None
+        return TestTrigger(outcome=self.triggers.outcomes.get(test.id),
+                           summary=dict(self.triggers.summaries.get(test.id, {})),
+                           duration=self.test_duration(test))
+
+    def trigger_probe(self, probe_id: str, now: float) -> float:
+        """Queue an execution of the probe now; returns when it will have run."""
+        done = now + self.triggers.probe_seconds.get(probe_id, self.triggers.default_probe_seconds)
+        self.triggers.probe_runs.setdefault(probe_id, []).append(done)
+        return done
+
+    def triggered_execution(self, probe: SimProbe, now: float) -> tuple[float, str | None] | None:
+        """(when, status it left) of the probe's latest triggered execution that has run by `now`."""
+        done = [t for t in self.triggers.probe_runs.get(probe.id, ()) if t <= now]
+        if not done:
+            return None
+        return max(done), self.triggers.probe_status.get(probe.id)
+
+
+@dataclass(frozen=True, slots=True)
+class TestTrigger:
+    __test__ = False  # not a pytest test class
+
+    outcome: str | None
+    summary: dict[str, Any]
+    duration: float
+
+
+@dataclass
+class Triggers:
+    """Controls for the writes, set by tests: per test, the terminal status and summary fields (null
+    included) of the runs it is asked for, and its duration; per probe, how long a triggered execution
+    takes and the status it leaves."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    probe_runs: dict[str, list[float]] = field(default_factory=dict)
+    probe_status: dict[str, str] = field(default_factory=dict)
+    probe_seconds: dict[str, float] = field(default_factory=dict)
+    default_probe_seconds: float = 10.0
