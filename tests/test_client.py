@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from exporter.client import CallMeterClient, parse_retry_after
 from exporter.keysource import KeySource
 from exporter.models import Probe, Project, TestRun
 from exporter.simulator import DEMO_KEY, SimulatorServer
+from tests.support.prometheus import free_port
 
 
 class FakeTime:
@@ -217,3 +221,158 @@ def test_budget_is_shared_by_retries(simulator: SimulatorServer) -> None:
     with pytest.raises(errors.ServerError):
         run(go())
     assert fake.now >= 3 * 1.0
+
+
+# -- the protected write path (only exporter/gate subclasses it) ------------------------------------------
+
+RUN_ROUTE = "/projects/{projectId}/tests/{testId}/run"
+
+
+class WritingClient(CallMeterClient):
+    """What the gate does: a subclass that sends one of the two documented writes through `_request`."""
+
+    async def trigger(self, pid: str, tid: str) -> dict[str, Any]:
+        return await self._request(RUN_ROUTE, f"projects/{pid}/tests/{tid}/run", method="POST", json={})
+
+
+def first_test(server: SimulatorServer) -> tuple[str, str]:
+    test = next(iter(server.simulator.world.tests.values()))
+    return test.project_id, test.id
+
+
+def writing_client(server: SimulatorServer, fake: FakeTime, **kwargs: Any) -> WritingClient:
+    limiter = RateLimiter(per_minute=6000, window_cap=6000, clock=fake.clock)
+    return WritingClient(base_url=server.base_url, key=KeySource(value=DEMO_KEY), limiter=limiter,
+                         sleep=fake.sleep, backoff_base=0.5, **kwargs)
+
+
+def test_public_methods_cannot_send_a_write() -> None:
+    public = [name for name in dir(CallMeterClient) if not name.startswith("_")]
+    assert set(public) == {"aclose", "get", "page", "list_all", "parse_items"}
+    for name in public:
+        parameters = inspect.signature(getattr(CallMeterClient, name)).parameters
+        assert not {"method", "json", "body", "content"} & set(parameters), name
+
+
+def test_no_module_but_the_gate_reaches_the_write_path() -> None:
+    """The daemon's code cannot send a write: nothing in the package outside the client and the gate calls
+    `_request`, the only way to choose a method."""
+    package = Path(__file__).parent.parent / "exporter"
+    callers = [path.relative_to(package).as_posix() for path in package.rglob("*.py")
+               if re.search(r"\._request\(", path.read_text())]
+    assert [c for c in callers if c != "client.py" and not c.startswith("gate")] == []
+
+
+def test_a_subclass_sends_a_post_with_its_json_body_through_the_budget(simulator: SimulatorServer) -> None:
+    seen: list[tuple[str, str, bytes]] = []
+    sim = simulator.simulator
+    original = sim.handle
+
+    def spy(method: str, target: str, headers: dict[str, str], body: bytes = b"") -> Any:
+        seen.append((method, {k.lower(): v for k, v in headers.items()}.get("content-type", ""), body))
+        return original(method, target, headers, body)
+
+    sim.handle = spy  # type: ignore[method-assign]
+    pid, tid = first_test(simulator)
+    fake = FakeTime()
+
+    async def go() -> dict[str, Any]:
+        client = writing_client(simulator, fake)
+        try:
+            return await client.trigger(pid, tid)
+        finally:
+            await client.aclose()
+
+    body = run(go())
+    assert body["data"]["testId"] == tid and body["data"]["status"] == "PENDING"
+    assert seen == [("POST", "application/json", b"{}")]
+    assert [(method, status) for _, method, _, status in sim.requests] == [("POST", 201)]
+
+
+def test_a_write_is_not_repeated_after_a_server_error(simulator: SimulatorServer) -> None:
+    """A 5xx may come after the run started: trying again could start a second one."""
+    simulator.simulator.set_faults(error_rate=1.0)
+    pid, tid = first_test(simulator)
+    fake = FakeTime()
+
+    async def go() -> None:
+        client = writing_client(simulator, fake, max_attempts=4)
+        try:
+            await client.trigger(pid, tid)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(errors.ServerError):
+        run(go())
+    assert [status for *_, status in simulator.simulator.requests] == [500]
+
+
+def test_a_write_is_repeated_after_a_429(simulator: SimulatorServer) -> None:
+    """A 429 means the API did nothing, so the write waits for Retry-After and goes again."""
+    simulator.simulator.set_faults(burst_429=1, retry_after_seconds=5)
+    pid, tid = first_test(simulator)
+    fake = FakeTime()
+
+    async def go() -> dict[str, Any]:
+        client = writing_client(simulator, fake)
+        try:
+            return await client.trigger(pid, tid)
+        finally:
+            await client.aclose()
+
+    assert run(go())["data"]["testId"] == tid
+    assert [status for *_, status in simulator.simulator.requests] == [429, 201]
+    assert 4 <= sum(fake.slept) <= 7
+
+
+class Recording:
+    """A RequestObserver that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        self.calls.append(("request", endpoint, code))
+
+    def error(self, endpoint: str, kind: str) -> None:
+        self.calls.append(("error", endpoint, kind))
+
+    def rate_limited(self) -> None:
+        self.calls.append(("rate_limited",))
+
+    def rate_limit_remaining(self, remaining: float) -> None:
+        self.calls.append(("remaining", str(remaining)))
+
+
+def test_every_attempt_is_counted_once_with_its_outcome(simulator: SimulatorServer) -> None:
+    simulator.simulator.set_faults(burst_429=1)
+    observer, fake = Recording(), FakeTime()
+
+    async def go() -> None:
+        client = make_client(simulator, fake, observer=observer)
+        try:
+            await client.list_all("/projects", "projects", Project)
+        finally:
+            await client.aclose()
+
+    run(go())
+    assert observer.calls == [("request", "/projects", "429"), ("error", "/projects", "rate_limited"),
+                              ("rate_limited",), ("request", "/projects", "200")]
+
+
+def test_an_attempt_without_an_answer_is_counted_as_code_error() -> None:
+    observer, fake = Recording(), FakeTime()
+    closed = f"http://127.0.0.1:{free_port()}/api/v1"  # nothing listens there: the connection is refused
+
+    async def go() -> None:
+        limiter = RateLimiter(per_minute=6000, window_cap=6000, clock=fake.clock)
+        client = CallMeterClient(base_url=closed, key=KeySource(value=DEMO_KEY), limiter=limiter, sleep=fake.sleep,
+                                 observer=observer, max_attempts=2)
+        try:
+            await client.list_all("/projects", "projects", Project)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(errors.ApiConnectionError):
+        run(go())
+    assert observer.calls == [("request", "/projects", "error"), ("error", "/projects", "connection")] * 2

@@ -89,7 +89,7 @@ def _sizes(poller: Poller, client: CallMeterClient) -> dict[str, int]:
         "wanted_runs": sum(len(s.wanted_runs) for s in states),
         "jobs": len(poller._jobs),
         "finished_series": len(poller._finished),
-        "open_bursts": len(client._bursts._open),
+        "open_bursts": len(client._recorder.bursts._open),
     }
 
 
