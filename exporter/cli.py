@@ -35,14 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_setting(parser: argparse._ActionsContainer, name: str) -> None:
-    """The flag of one setting, its variable and default in the help; None unless given (flags win)."""
+def add_setting(parser: argparse._ActionsContainer, name: str, description: str | None = None,
+                default: object = None) -> None:
+    """The flag of one setting, its variable and default in the help; None unless given (flags win).
+    `description` and `default` replace the setting's own in the help (the gate uses a few differently)."""
     field = Settings.model_fields[name]
-    default = field.default
+    default = field.default if default is None else default
     shown = "none" if default in (None, "") else default
     if name == "api_key":
         shown = "none (secret; prefer the key file)"
-    help_text = f"{field.description} [env {env_name(name)}; default {shown}]"
+    help_text = f"{description or field.description} [env {env_name(name)}; default {shown}]"
     flags = [flag_name(name), *_ALIASES.get(name, [])]
     if name in _BOOLEAN_FLAGS:
         parser.add_argument(*flags, dest=name, action="store_const", const=True, default=None, help=help_text)

@@ -23,6 +23,10 @@ from .judge import GATES, PROBE_RANK
 SETTINGS = ("api_key", "api_key_file", "base_url", "plan", "requests_per_minute", "budget_share",
             "packet_loss_unit", "http_timeout", "log_format", "log_level", "demo")
 """The exporter settings the gate reads; the others (listen address, floors, ...) do not concern it."""
+HELP = {"log_level": ("Level of the client's log lines, apart from the gate's own progress lines.", "error"),
+        "log_format": ("json, console, or auto (console on a terminal, else json).", "console"),
+        "demo": ("Run against the built-in CallMeter simulator (its first test always completes); no key needed.",
+                 None)}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smh]?)")
 
 
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="push the result to this Prometheus Pushgateway (job callmeter_gate)")
     connection = parser.add_argument_group("connection (the exporter's settings)")
     for name in SETTINGS:
-        add_setting(connection, name)
+        add_setting(connection, name, *HELP.get(name, (None, None)))
     return parser
 
 
