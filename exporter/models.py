@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 TERMINAL_RUN_STATUSES = frozenset({"COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW"})
 KNOWN_RUN_STATUSES = ("PENDING", "QUEUED", "RUNNING", "STOPPING", "COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
@@ -73,13 +73,17 @@ def _object_or_none(value: Any) -> Any:
     return value if isinstance(value, dict) else None
 
 
+def _iso(value: float | None) -> str | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC).isoformat()
+
+
 # The field types of every model: each reads what the API sends as leniently as the module docstring says.
 LenientFloat = Annotated[float | None, BeforeValidator(_lenient_float)]
 """A number, or a string holding one; None when unreadable or not finite."""
 LenientInt = Annotated[int | None, BeforeValidator(_lenient_int)]
 """As LenientFloat, truncated to an integer."""
-Timestamp = Annotated[float | None, BeforeValidator(_lenient_timestamp)]
-"""An ISO 8601 time with a zone, as unix seconds."""
+Timestamp = Annotated[float | None, BeforeValidator(_lenient_timestamp), PlainSerializer(_iso, when_used="json")]
+"""An ISO 8601 time with a zone, as unix seconds; written back as ISO 8601 (the state file reads it again)."""
 StatusWord = Annotated[str | None, BeforeValidator(_status_word)]
 """An upper-case status word, or UNRECOGNIZED: a bounded label value."""
 LenientStr = Annotated[str | None, BeforeValidator(_lenient_str)]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from exporter import simulated
 from exporter.client import CallMeterClient
 from exporter.gate.api import GateClient
 from exporter.gate.judge import API_ERROR, GATE_FAILED, PASSED, RUN_FAILED, TIMED_OUT, USAGE
 from exporter.simulator import Simulator, WorldConfig
-from exporter.vclock import run_virtual
+from tests.support import simulated
 from tests.support.gate import first_ids, reference_loop, run_gate
+from tests.support.vclock import run_virtual
 
 GOOD = {"avgMos": 4.3, "avgJitterMs": 6.0, "avgPacketLossFraction": 0.2, "avgRttMs": 40.0, "asr": 99.0,
         "ner": 100.0, "registrationFailedCount": 0}

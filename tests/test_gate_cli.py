@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
 from tests.support.prometheus import run_pushgateway
 
+pytestmark = pytest.mark.e2e  # every test starts the gate's process (and one a Pushgateway)
+
 UNKNOWN_KEY = "cmk_" + "0badc0de" * 4
 GOOD = {"avgMos": 4.3, "avgJitterMs": 6.0, "avgPacketLossFraction": 0.2, "avgRttMs": 40.0, "asr": 99.0,
         "ner": 100.0, "registrationFailedCount": 0}
@@ -135,7 +137,6 @@ def test_usage_errors_exit_2_and_say_what_to_fix(server: SimulatorServer, args: 
     assert "0" * 32 not in result.stderr
 
 
-@pytest.mark.e2e
 def test_the_result_is_pushed_to_a_real_pushgateway(server: SimulatorServer) -> None:
     project, test, name = ids(server)
     with run_pushgateway() as pushgateway:

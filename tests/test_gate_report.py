@@ -127,6 +127,7 @@ def test_table_fits_one_screen() -> None:
     assert lines[4].split() == ["MOS", "4.3", ">=", "3.5", "pass"]
 
 
+@pytest.mark.e2e
 def test_pushed_metrics_are_labelled_like_the_exporters_and_pass_promtool() -> None:
     v = verdict("--min-mos", "3.5")
     assert grouping_key(v) == {"project": v.project, "test_id": v.target_id}

@@ -20,7 +20,7 @@ from exporter.gate.flow import gate
 from exporter.gate.judge import Verdict
 from exporter.gate.options import parse
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
-from exporter.vclock import run_virtual
+from tests.support.vclock import run_virtual
 
 WALL_START = 1_800_000_000.0
 BASE_URL = "http://callmeter.invalid/api/v1"  # never reached: the transport answers in-process
