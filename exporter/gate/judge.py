@@ -85,7 +85,6 @@ GATES: tuple[GateSpec, ...] = (
              "registrationFailedCount", False, 0.0, 1e9, lambda v: f"{v:.0f}",
              "most endpoints that failed to register"),
 )
-GATES_BY_OPTION = {spec.option: spec for spec in GATES}
 
 
 @dataclass(frozen=True, slots=True)

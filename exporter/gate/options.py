@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .. import __version__
@@ -183,10 +183,3 @@ def _pushgateway(text: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError("--pushgateway must be an http:// or https:// URL with a host, e.g. http://pushgateway:9091")
     return url.rstrip("/")
-
-
-def describe(options: GateOptions) -> dict[str, Any]:
-    """The options as shown in the JSON report (no setting that could hold the key)."""
-    return {"project": options.project, "test": options.test, "probe": options.probe, "run_id": options.run_id,
-            "limits": options.limits, "allow_missing": options.allow_missing, "timeout_seconds": options.timeout,
-            "budget_per_minute": options.budget_per_minute}

@@ -56,7 +56,6 @@ class GateObserver:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.requests = 0
-        self.rate_limits = 0
 
     def request(self, endpoint: str, code: str, seconds: float) -> None:
         self.requests += 1
@@ -64,7 +63,6 @@ class GateObserver:
     def error(self, endpoint: str, kind: str) -> None: ...
 
     def rate_limited(self) -> None:
-        self.rate_limits += 1
         self.progress.say("rate limited (429): waiting as Retry-After says, then trying again")
 
     def rate_limit_remaining(self, remaining: float) -> None: ...

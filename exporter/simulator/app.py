@@ -17,14 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from email.utils import formatdate
-from typing import Any, TypeVar
+from typing import Any
 
+from . import writes
 from .world import World, WorldConfig, iso
 
 DEMO_KEY = "cmk_" + "d3" * 16
 API_PREFIX = "/api/v1"
 TERMINAL = ("COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
-V = TypeVar("V")
 
 
 @dataclass
@@ -196,69 +196,28 @@ class Simulator:
                                for r in w.registrars.values() if r.project_id == pid], query)
         raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
 
-    # -- the two writes: Run Test and Run Probe ------------------------------------------------
+    # -- the two writes: Run Test and Run Probe (simulator.writes) --------------------------
 
     def _post(self, parts: list[str], now: float) -> Response:
-        """`POST /projects/{p}/tests/{t}/run` (201, the new run, PENDING) and
-        `POST /projects/{p}/probes/{id}/run` (201, the queued execution)."""
-        if len(parts) != 5 or parts[0] != "projects" or parts[2] not in ("tests", "probes") or parts[4] != "run":
-            raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
-        w = self.world
-        project = w.projects.get(parts[1])
-        if project is None:
-            raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
-        if project.id in self.faults.forbidden_projects or project.slug in self.faults.forbidden_projects:
-            raise _ApiFault(403, "FORBIDDEN", "Insufficient permissions for this operation")
-        if parts[2] == "tests":
-            test = w.tests.get(parts[3])
-            if test is None or test.project_id != project.id:
-                raise _ApiFault(404, "NOT_FOUND", "Test not found")
-            run_id = w.start_run(test.id, now)
-            return self._one({"id": run_id, "testId": test.id, "status": "PENDING", "createdAt": iso(now)},
-                             status=201)
-        probe = w.probes.get(parts[3])
-        if probe is None or probe.project_id != project.id:
-            raise _ApiFault(404, "NOT_FOUND", "Probe not found")
-        w.trigger_probe(probe.id, now)
-        count = len(w.triggers.probe_runs[probe.id])
-        return self._one({"id": f"exec_{probe.id.removeprefix('probe_')[:8]}_{count:04d}", "probeId": probe.id,
-                          "status": "QUEUED", "createdAt": iso(now)}, status=201)
+        try:
+            data = writes.post(self.world, parts, now, forbidden=self.faults.forbidden_projects)
+        except writes.WriteRefused as refused:
+            raise _ApiFault(refused.status, refused.code, refused.message) from None
+        return self._one(data, status=201)
 
     def plan_test_runs(self, test_id: str, *, outcome: str | None = None, summary: dict[str, Any] | None = None,
                        duration: float | None = None) -> None:
         """How the test's triggered runs end: terminal status (None: the usual draw), summary fields
         laid over the drawn ones (a None value sends null), RUNNING time in seconds."""
         with self.lock:
-            triggers = self.world.triggers
-            if test_id not in self.world.tests:
-                raise KeyError(test_id)
-            _set_or_drop(triggers.outcomes, test_id, outcome)
-            _set_or_drop(triggers.summaries, test_id, summary)
-            _set_or_drop(triggers.durations, test_id, duration)
+            writes.control(self.world, "POST", ["tests", test_id],
+                           {"outcome": outcome, "summary": summary, "duration": duration})
 
     def plan_probe_executions(self, probe_id: str, *, status: str | None = None, seconds: float | None = None
                               ) -> None:
         """What a triggered execution of the probe leaves (None: its usual status) and how long it takes."""
         with self.lock:
-            triggers = self.world.triggers
-            if probe_id not in self.world.probes:
-                raise KeyError(probe_id)
-            _set_or_drop(triggers.probe_status, probe_id, status)
-            if seconds is not None:
-                triggers.probe_seconds[probe_id] = seconds
-
-    def _trigger_control(self, method: str, parts: list[str], payload: dict[str, Any]) -> bool:
-        """`POST /_sim/tests/{testId}` and `POST /_sim/probe-executions/{probeId}`: the plans above."""
-        if method != "POST" or len(parts) != 2:
-            return False
-        if parts[0] == "tests":
-            self.plan_test_runs(parts[1], outcome=payload.get("outcome"), summary=payload.get("summary"),
-                                duration=payload.get("duration"))
-            return True
-        if parts[0] == "probe-executions":
-            self.plan_probe_executions(parts[1], status=payload.get("status"), seconds=payload.get("seconds"))
-            return True
-        return False
+            writes.control(self.world, "POST", ["probe-executions", probe_id], {"status": status, "seconds": seconds})
 
     def _runs(self, pid: str, query: dict[str, str], now: float) -> Response:
         rows = self.world.runs_of_project(pid, now)
@@ -376,7 +335,7 @@ class Simulator:
                 self.faults = Faults()
             elif method == "POST" and parts == ["delete"]:
                 self.delete(payload["kind"], payload["id"])
-            elif self._trigger_control(method, parts, payload):
+            elif writes.control(self.world, method, parts, payload):
                 pass
             elif method == "POST" and parts == ["keys"]:
                 if "revoke" in payload:
@@ -396,13 +355,6 @@ class _ApiFault(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-
-
-def _set_or_drop(table: dict[str, V], key: str, value: V | None) -> None:
-    if value is None:
-        table.pop(key, None)
-    else:
-        table[key] = value
 
 
 def _stringify_numbers(value: Any) -> Any:
