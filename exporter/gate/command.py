@@ -57,10 +57,11 @@ async def _run(options: GateOptions) -> Verdict:
 def _configure_logs(argv: list[str], options: GateOptions) -> None:
     """The gate's own lines tell the story: the client's log lines show only at --log-level debug, or
     when a log level is set explicitly."""
-    explicit = "--log-level" in argv or "CALLMETER_LOG_LEVEL" in os.environ
-    level = options.settings.log_level if explicit else "error"
-    fmt = options.settings.log_format if "--log-format" in argv or "CALLMETER_LOG_FORMAT" in os.environ \
-        else "console"
+    def given(flag: str, variable: str) -> bool:
+        return any(arg == flag or arg.startswith(flag + "=") for arg in argv) or variable in os.environ
+
+    level = options.settings.log_level if given("--log-level", "CALLMETER_LOG_LEVEL") else "error"
+    fmt = options.settings.log_format if given("--log-format", "CALLMETER_LOG_FORMAT") else "console"
     logs.configure(level=level, fmt=fmt)
 
 
