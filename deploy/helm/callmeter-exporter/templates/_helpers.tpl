@@ -70,6 +70,16 @@ app.kubernetes.io/part-of: callmeter-exporter
 {{- default (printf "%s-web-config" (include "callmeter-exporter.fullname" .)) .Values.webConfig.existingSecret }}
 {{- end }}
 
+{{/* "true" when the pod keeps a state file; never in demo mode, whose simulator starts anew each time. */}}
+{{- define "callmeter-exporter.stateEnabled" -}}
+{{- if and .Values.state.enabled (not .Values.demo) }}true{{ end }}
+{{- end }}
+
+{{/* The claim holding the state: the user's, or the one the chart creates. */}}
+{{- define "callmeter-exporter.stateClaimName" -}}
+{{- default (printf "%s-state" (include "callmeter-exporter.fullname" .)) .Values.state.persistence.existingClaim }}
+{{- end }}
+
 {{/* Secret holding the webhook secrets, and the key in it. */}}
 {{- define "callmeter-exporter.webhookSecretName" -}}
 {{- default (printf "%s-webhooks" (include "callmeter-exporter.fullname" .)) .Values.webhooks.existingSecret.name }}
