@@ -6,8 +6,8 @@
     python benchmarks/schedule.py --run-order asc   # the simulator lists runs oldest first
     python benchmarks/schedule.py --probe-floor 120 # ours with CALLMETER_PROBES_MIN_INTERVAL=120
 
-Every case runs the real scheduler (`exporter.simulated.build`: Poller + CallMeterClient + RateLimiter)
-against the in-process simulator on a virtual clock (`exporter.vclock.run_virtual`), so six hours take
+Every case runs the real scheduler (`tests.support.simulated.build`: the exporter as `Exporter.build` wires it)
+against the in-process simulator on a virtual clock (`tests.support.vclock.run_virtual`), so six hours take
 seconds and nothing sleeps. Each test of the simulated account runs every 36-54 minutes for 6-9 minutes
 (`run_period` 45 min, `run_duration` 7.5 min, each +-20%); the simulator enforces the key's limit with
 429s, and the exporter spends its default share (0.8) of it. In the same cases a naive exporter runs
@@ -55,6 +55,7 @@ import asyncio
 import bisect
 import math
 import os
+import pathlib
 import sys
 import time
 from collections import Counter
@@ -63,18 +64,20 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # tests.support: the simulated exporter
+
 from exporter import errors, logs
 from exporter.budget import RateLimiter
 from exporter.client import PER_PAGE, CallMeterClient
 from exporter.keysource import KeySource
+from exporter.kinds import KINDS
 from exporter.models import Probe, Project, Registrar, Test, TestRun
 from exporter.planner import Floors
-from exporter.poller import ROUTES
-from exporter.simulated import WALL_START, build
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
 from exporter.simulator.world import World, unit
 from exporter.snapshot import Snapshot
-from exporter.vclock import run_virtual
+from tests.support.simulated import WALL_START, build
+from tests.support.vclock import run_virtual
 
 INVENTORIES = {"small": (1, 5, 10), "medium": (10, 5, 10), "large": (50, 10, 20)}
 """projects, probes per project, tests per project."""
@@ -154,11 +157,12 @@ class _Watch(list[Snapshot]):
         now, trace = self._clock(), self._trace
         for data in snapshot.projects:
             pid = data.project.id
-            if data.probes_at is not None and data.probes_at != self._probes_at.get(pid):
-                self._probes_at[pid] = data.probes_at
-                trace.probes(pid, now, data.probes_at)
-            if data.runs_at != self._runs_at.get(pid):
-                self._runs_at[pid] = data.runs_at
+            probes_at, runs_at = data.fetched.get("probes"), data.fetched.get("test_runs")
+            if probes_at is not None and probes_at != self._probes_at.get(pid):
+                self._probes_at[pid] = probes_at
+                trace.probes(pid, now, probes_at)
+            if runs_at != self._runs_at.get(pid):
+                self._runs_at[pid] = runs_at
                 for run in data.latest_runs.values():
                     if run.terminal:
                         trace.run_shown.setdefault(run.id, now)
@@ -218,14 +222,14 @@ async def naive_loop(client: CallMeterClient, trace: Trace, wall: Callable[[], f
 
     while True:
         began = loop.time()
-        projects = await quietly(client.list_all(ROUTES["projects"], "projects", Project)) or []
+        projects = await quietly(client.list_all(KINDS["projects"].route, "projects", Project)) or []
         for project in projects:
             base = f"projects/{project.id}"
-            if await quietly(client.list_all(ROUTES["probes"], f"{base}/probes", Probe)) is not None:
+            if await quietly(client.list_all(KINDS["probes"].route, f"{base}/probes", Probe)) is not None:
                 trace.probes(project.id, wall(), wall())
-            await quietly(client.list_all(ROUTES["tests"], f"{base}/tests", Test))
-            await quietly(client.list_all(ROUTES["registrars"], f"{base}/registrars", Registrar))
-            runs: list[TestRun] = await quietly(client.list_all(ROUTES["test_runs"], f"{base}/test-runs",
+            await quietly(client.list_all(KINDS["tests"].route, f"{base}/tests", Test))
+            await quietly(client.list_all(KINDS["registrars"].route, f"{base}/registrars", Registrar))
+            runs: list[TestRun] = await quietly(client.list_all(KINDS["test_runs"].route, f"{base}/test-runs",
                                                                 TestRun)) or []
             latest: dict[str, TestRun] = {}
             for run in runs:
@@ -236,7 +240,7 @@ async def naive_loop(client: CallMeterClient, trace: Trace, wall: Callable[[], f
                 if run.terminal:
                     trace.run_shown.setdefault(run.id, wall())
             for run in runs:
-                detail = await quietly(client.get(ROUTES["test_run_details"], f"{base}/test-runs/{run.id}",
+                detail = await quietly(client.get(KINDS["test_run_details"].route, f"{base}/test-runs/{run.id}",
                                                   TestRun))
                 if detail is None or detail.status != "COMPLETED" or detail.test_id is None:
                     continue
@@ -249,7 +253,7 @@ async def naive_loop(client: CallMeterClient, trace: Trace, wall: Callable[[], f
 
 async def run_naive(world: WorldConfig, key_limit: int, duration: float, run_order: str, probe_floor: float
                     ) -> tuple[Trace, World, dict[str, Any]]:
-    """The naive loop behind the same client and limiter as `exporter.simulated.build` sets up."""
+    """The naive loop behind the same client and limiter as `tests.support.simulated.build` sets up."""
     loop = asyncio.get_running_loop()
 
     def wall() -> float:

@@ -104,9 +104,9 @@ def synthetic_snapshot(series: int, *, now: float | None = None) -> Snapshot:
         registrars = tuple(Registrar.model_construct(
             id=_id("registrar", i), name=f"pbx-{i:03d}", uri=f"sip:pbx-{i:03d}.example.net:5060",
             transport=("UDP", "TCP", "TLS")[i % 3]) for i in share if i % 10 == 0)
-        projects.append(ProjectData(project=project, probes=probes, probes_at=now, tests=tests, tests_at=now,
-                                    registrars=registrars, registrars_at=now, latest_runs=latest, runs_at=now,
-                                    latest_completed=completed))
+        projects.append(ProjectData(project=project, probes=probes, tests=tests, registrars=registrars,
+                                    latest_runs=latest, latest_completed=completed,
+                                    fetched=dict.fromkeys(("probes", "tests", "registrars", "test_runs"), now)))
     return Snapshot(projects=tuple(projects), finished_runs=finished, taken_at=now)
 
 

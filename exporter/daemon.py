@@ -8,10 +8,11 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from . import __version__, logs
@@ -20,15 +21,19 @@ from .client import CallMeterClient
 from .exposition import Exposition, render
 from .families import snapshot_families
 from .keysource import KeySource
+from .kinds import KINDS
 from .planner import Floors
 from .poller import Poller
 from .selfmetrics import ExporterMetrics
 from .server import MetricsServer
 from .settings import Settings
-from .snapshot import RESOURCES, Snapshot
+from .snapshot import Snapshot
+from .state import StateFile
 
 DEMO_KEY_LIMIT = 600
 DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
+STATE_SAVE_INTERVAL = 5.0
+"""At most this often the state file is written (when something changed), and once more on stop."""
 
 
 @dataclass
@@ -42,10 +47,16 @@ class Exporter:
     limiter: RateLimiter
     client: CallMeterClient
     poller: Poller
+    key: KeySource
+    state_file: StateFile | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, base_url: str | None = None, key: KeySource | None = None,
-              floors: Floors | None = None, transport: object | None = None) -> Exporter:
+              floors: Floors | None = None, transport: httpx.AsyncBaseTransport | None = None,
+              wall: Callable[[], float] = time.time, publish_interval: float = 1.0,
+              publish: Callable[[Snapshot], Awaitable[None] | None] | None = None) -> Exporter:
+        """The one place that wires the parts. Simulated runs (tests, benchmarks) pass the simulator's
+        `transport` and `wall` clock, and a `publish` that keeps snapshots instead of rendering them."""
         loop_time = asyncio.get_running_loop().time
         per_minute = settings.budget_per_minute
         limiter = RateLimiter(per_minute=per_minute, window_cap=max(1, int(per_minute)), clock=loop_time)
@@ -57,27 +68,49 @@ class Exporter:
             key = KeySource(value=secret, path=settings.api_key_file if secret is None else None)
         client = CallMeterClient(base_url=base_url or settings.base_url, key=key, limiter=limiter,
                                  timeout=settings.http_timeout, max_concurrency=settings.max_concurrency,
-                                 observer=metrics, transport=transport)  # type: ignore[arg-type]
+                                 observer=metrics, transport=transport)
         unit = settings.packet_loss_unit
 
-        async def publish(snapshot: Snapshot) -> None:
+        async def render_and_publish(snapshot: Snapshot) -> None:
             # A large account takes a second to render: off the event loop, scrapes keep being served.
             rendered = await asyncio.to_thread(
-                lambda: render(snapshot_families(snapshot, now=time.time(), packet_loss_unit=unit)))
+                lambda: render(snapshot_families(snapshot, now=wall(), packet_loss_unit=unit)))
             exposition.publish_rendered(rendered)
 
         poller = Poller(
-            client=client, limiter=limiter, metrics=metrics, publish=publish,
+            client=client, limiter=limiter, metrics=metrics, publish=publish or render_and_publish,
             project_filter=settings.project_filter,
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
-            max_data_age=settings.max_data_age)
-        return cls(settings, registry, metrics, exposition, limiter, client, poller)
+            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall)
+        exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
+        if settings.state_file is not None:
+            exporter.state_file = StateFile(settings.state_file, base_url=base_url or settings.base_url)
+            saved = exporter.state_file.load(key=key.get(), lookback_pages=settings.run_lookback_pages)
+            if saved is not None:
+                poller.restore(saved)
+        return exporter
+
+    async def save_state(self) -> None:
+        """Write the state file (if one is set): encoded on the event loop, written off it."""
+        if self.state_file is None:
+            return
+        payload = self.state_file.encode(self.poller.saved_state(), key=self.key.get(), written_at=time.time())
+        await asyncio.to_thread(self.state_file.write, payload)
+
+    async def keep_state(self) -> None:
+        """Save every `STATE_SAVE_INTERVAL` seconds while something changed (a new snapshot was built)."""
+        saved: Snapshot | None = None
+        while True:
+            await asyncio.sleep(STATE_SAVE_INTERVAL)
+            if self.poller.snapshot is not saved:
+                saved = self.poller.snapshot
+                await self.save_state()
 
     def landing_page(self) -> str:
         now = time.time()
         rows = []
-        for resource in RESOURCES:
+        for resource in KINDS:
             at = self.metrics.last_success.get(resource)
             age = f"{now - at:.0f} s ago" if at else "never"
             interval = self.metrics.intervals.get(resource)
@@ -144,12 +177,14 @@ async def serve(exporter: Exporter, *, ssl_context: ssl.SSLContext | None = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     poll = asyncio.create_task(exporter.poller.run(), name="callmeter-poller")
+    keeper = asyncio.create_task(exporter.keep_state(), name="callmeter-state")
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
     log.info("exporter.stopping")
-    poll.cancel()
-    stopper.cancel()
-    await asyncio.gather(poll, stopper, return_exceptions=True)
+    for task in (poll, keeper, stopper):
+        task.cancel()
+    await asyncio.gather(poll, keeper, stopper, return_exceptions=True)
+    await exporter.save_state()
     await server.close()
     await exporter.client.aclose()
     log.info("exporter.stopped")

@@ -176,14 +176,15 @@ def snapshot_families(snapshot: Snapshot, *, now: float, packet_loss_unit: Packe
     """Every resource family of the snapshot; a resource older than the snapshot's max data age is left out."""
     fresh = snapshot.fresh
     projects = snapshot.projects
-    probes = [(p.project.label, probe) for p in projects if fresh(p.probes_at, "probes", now)
+    probes = [(p.project.label, probe) for p in projects if fresh(p.fetched.get("probes"), "probes", now)
               for probe in p.probes or ()]
-    with_tests = [p for p in projects if fresh(p.tests_at, "tests", now) and fresh(p.runs_at, "test_runs", now)]
+    with_tests = [p for p in projects if fresh(p.fetched.get("tests"), "tests", now)
+                  and fresh(p.fetched.get("test_runs"), "test_runs", now)]
     completed = [row for p in with_tests for row in _test_rows(p, p.latest_completed)]
     latest = [row for p in with_tests for row in _test_rows(p, p.latest_runs)]
-    names = {(p.project.label, t.id): t.name or t.id for p in projects if fresh(p.tests_at, "tests", now)
+    names = {(p.project.label, t.id): t.name or t.id for p in projects if fresh(p.fetched.get("tests"), "tests", now)
              for t in p.tests or ()}
-    registrars = [(p.project.label, r) for p in projects if fresh(p.registrars_at, "registrars", now)
+    registrars = [(p.project.label, r) for p in projects if fresh(p.fetched.get("registrars"), "registrars", now)
                   for r in p.registrars or ()]
     return [
         project_info_family(p.project for p in projects),

@@ -13,7 +13,10 @@ budget (`detail_reserve`) before the periodic classes are planned.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .kinds import PERIODIC, Kind
 
 DETAIL_HEADROOM = 1.25
 """The detail reserve is this many times the rate at which details are wanted: runs finish in bursts,
@@ -31,24 +34,21 @@ class Floors:
 
 @dataclass(frozen=True, slots=True)
 class Inventory:
-    """What one refresh of each class costs, in requests (list pages)."""
+    """What one refresh of each kind costs, in requests (list pages)."""
 
     projects: int = 0
-    probe_pages: int = 0
-    test_pages: int = 0
-    registrar_pages: int = 0
-    run_pages: float = 0.0
-    """Pages one run listing of every project reads: an average, as the reads that follow new runs vary."""
+    requests: Mapping[str, float] = field(default_factory=dict)
+    """Per per-project kind (`kinds.KINDS`): the requests one refresh of every project costs. Run lists
+    are an average, as the reads that follow new runs vary."""
+
+    def cost(self, kind: Kind) -> float:
+        return self.requests.get(kind.name, 0.0) if kind.per_project else 1.0
 
     def grew_since(self, other: Inventory | None) -> bool:
-        """Has a list grown (the run pages, an average that moves with every listing, aside)?"""
-        if other is None:
+        """Has a list grown (costs that move with every read, the run pages, aside)?"""
+        if other is None or self.projects > other.projects:
             return True
-        return any(a > b for a, b in zip(_lists(self), _lists(other), strict=True))
-
-
-def _lists(inv: Inventory) -> tuple[int, ...]:
-    return (inv.projects, inv.probe_pages, inv.test_pages, inv.registrar_pages)
+        return any(self.cost(k) > other.cost(k) for k in PERIODIC if not k.cost_moves)
 
 
 def pages(count: int | None, per_page: int = 100) -> int:
@@ -117,16 +117,11 @@ def make_plan(demands: list[Demand], budget_per_minute: float, reserve_per_minut
 
 
 def demands(inventory: Inventory, floors: Floors) -> list[Demand]:
-    """Probe lists first, then run lists, then inventory. Ceilings keep every class alive: inventory
-    at least every 6 hours, run lists at most 10 floors apart, probe lists at least hourly."""
-    inv, ceiling = floors.inventory, max(floors.inventory * 24, 6 * 3600)
-    return [
-        Demand("probes", inventory.probe_pages, floors.probes, max(floors.probes * 60, 3600)),
-        Demand("test_runs", inventory.run_pages, floors.test_runs, floors.test_runs * 10),
-        Demand("projects", 1, inv, ceiling),
-        Demand("tests", inventory.test_pages, inv, ceiling),
-        Demand("registrars", inventory.registrar_pages, inv, ceiling),
-    ]
+    """One per periodic kind, in priority order (probe lists, run lists, inventory), each with its
+    ceiling (`kinds.KINDS`): inventory at least every 6 hours, run lists at most 10 floors apart,
+    probe lists at least hourly."""
+    return [Demand(k.name, inventory.cost(k), k.floor_of(floors), k.ceiling(k.floor_of(floors)))
+            for k in PERIODIC]
 
 
 def detail_reserve(inventory: Inventory, floors: Floors, budget_per_minute: float,

@@ -7,26 +7,28 @@ from typing import TextIO
 
 from . import errors
 from .client import PER_PAGE
-from .models import Probe, Project, Registrar, Test
+from .kinds import KINDS, PER_PROJECT, upstream_count
+from .models import Project
 from .planner import Floors, Inventory, Plan, demands, detail_reserve, pages, plan_for
-from .poller import ROUTES, chosen_projects
+from .poller import chosen_projects
 
 
 async def read_inventory(exporter: object, project_filter: tuple[str, ...]) -> tuple[Inventory, list[Project]]:
     """One request for the project list; per project, a listing only where the list lacks a count."""
     client = exporter.client  # type: ignore[attr-defined]
-    projects = await client.list_all(ROUTES["projects"], "projects", Project)
+    projects = await client.list_all(KINDS["projects"].route, KINDS["projects"].path(), Project)
     chosen = chosen_projects(projects, project_filter)
-    totals = {"probes": 0, "tests": 0, "registrars": 0}
+    requests = dict.fromkeys((k.name for k in PER_PROJECT), 0.0)
     for project in chosen:
-        for resource, count, model in (("probes", project.probe_count, Probe), ("tests", project.test_count, Test),
-                                       ("registrars", project.registrar_count, Registrar)):
+        for kind in PER_PROJECT:
+            if kind.cost_moves:  # run lists: one page a listing until listings say otherwise
+                requests[kind.name] += 1
+                continue
+            count = upstream_count(kind, project)
             if count is None:
-                count = len(await client.list_all(ROUTES[resource], f"projects/{project.id}/{resource}", model))
-            totals[resource] += pages(count, PER_PAGE)
-    inventory = Inventory(projects=len(chosen), probe_pages=totals["probes"], test_pages=totals["tests"],
-                          registrar_pages=totals["registrars"], run_pages=len(chosen))
-    return inventory, chosen
+                count = len(await client.list_all(kind.route, kind.path(project.id), kind.model))
+            requests[kind.name] += pages(count, PER_PAGE)
+    return Inventory(projects=len(chosen), requests=requests), chosen
 
 
 def format_plan(plan: Plan, inventory: Inventory, floors: Floors) -> str:
@@ -35,7 +37,7 @@ def format_plan(plan: Plan, inventory: Inventory, floors: Floors) -> str:
     for demand in demands(inventory, floors):
         interval = plan.intervals[demand.resource]
         met = "yes" if interval <= demand.floor * 1.0001 else "NO"
-        lines.append(f"{demand.resource:<12} {demand.requests:>9} {demand.floor:>7.0f}s {interval:>9.0f}s "
+        lines.append(f"{demand.resource:<12} {demand.requests:>9g} {demand.floor:>7.0f}s {interval:>9.0f}s "
                      f"{demand.requests * 60 / interval:>8.2f}  {met}")
     lines.append("-" * 62)
     room = detail_reserve(inventory, floors, plan.budget_per_minute, math.inf)

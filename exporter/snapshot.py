@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 from .models import Probe, Project, Registrar, Test, TestRun
 
-RESOURCES = ("projects", "probes", "tests", "test_runs", "test_run_details", "registrars")
-
 
 @dataclass(frozen=True, slots=True)
 class ProjectData:
@@ -19,16 +17,14 @@ class ProjectData:
 
     project: Project
     probes: tuple[Probe, ...] | None = None
-    probes_at: float | None = None
     tests: tuple[Test, ...] | None = None
-    tests_at: float | None = None
     registrars: tuple[Registrar, ...] | None = None
-    registrars_at: float | None = None
     latest_runs: Mapping[str, TestRun] = field(default_factory=dict)
     """Latest run of each test id, whatever its status (from the run list)."""
-    runs_at: float | None = None
     latest_completed: Mapping[str, TestRun] = field(default_factory=dict)
     """Latest COMPLETED run of each test id, with its summary (from the run details)."""
+    fetched: Mapping[str, float] = field(default_factory=dict)
+    """Resource kind -> Unix time its last successful read began (absent: never read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +48,8 @@ class Snapshot:
         """When the next still-served value goes stale: the moment the exposition must be rendered again."""
         expiries = []
         for p in self.projects:
-            for resource, at in (("probes", p.probes_at), ("tests", p.tests_at), ("registrars", p.registrars_at),
-                                 ("test_runs", p.runs_at)):
+            for resource, at in p.fetched.items():
                 limit = self.max_data_age.get(resource)
-                if at is not None and limit is not None and now - at <= limit:
+                if limit is not None and now - at <= limit:
                     expiries.append(at + limit)
         return min(expiries) if expiries else None

@@ -373,6 +373,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
                 process.wait(timeout=10)
 
 
+@pytest.mark.e2e
 def test_panels_use_only_metrics_the_exporter_publishes(demo_stack: DemoStack) -> None:
     published = _families(demo_stack.exposition)
     samples = set().union(*published.values())
@@ -381,11 +382,13 @@ def test_panels_use_only_metrics_the_exporter_publishes(demo_stack: DemoStack) -
             assert metric in samples, f"{query.id} uses {metric}, which /metrics does not publish"
 
 
+@pytest.mark.e2e
 def test_every_published_family_is_on_a_panel(demo_stack: DemoStack) -> None:
     missing = set(_families(demo_stack.exposition)) - _dashboard_families()
     assert not missing, f"families on no panel: {sorted(missing)}"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("query", PANEL_QUERIES, ids=lambda q: q.id)
 def test_panel_query_returns_data(demo_stack: DemoStack, query: PanelQuery) -> None:
     expr = _substitute(query.expr)
@@ -397,6 +400,7 @@ def test_panel_query_returns_data(demo_stack: DemoStack, query: PanelQuery) -> N
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("dashboard", "variable"),
     [(d.removesuffix(".json"), v["name"]) for d in DASHBOARD_FILES for v in _variables(_load(d))[1:]],
@@ -436,6 +440,7 @@ def test_merged_table_names_every_value_column(name: str, panel: dict[str, Any])
         assert f"Value #{target['refId']}" in organize["renameByName"], target["refId"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("name", "panel"), TABLES, ids=[p["title"] for _, p in TABLES])
 def test_merged_table_queries_share_their_labels(demo_stack: DemoStack, name: str, panel: dict[str, Any]) -> None:
     """Merge joins rows on equal label columns: every query must return the same label names, and
@@ -454,6 +459,7 @@ STATE_PANELS = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("name", "panel"), STATE_PANELS, ids=[p["title"] for _, p in STATE_PANELS])
 def test_state_codes_are_all_mapped_to_names(demo_stack: DemoStack, name: str, panel: dict[str, Any]) -> None:
     (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -141,11 +142,10 @@ def _wrk_figures(output: str) -> dict[str, Any]:
             "socket_errors": sum(int(g) for g in sockets.groups()) if sockets else 0}
 
 
+@pytest.mark.e2e
 def test_wrk_against_the_demo_process_sees_no_errors() -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
-        import pytest
-
         pytest.skip("wrk is not installed (Debian package wrk)")
     with ExporterProcess("--demo") as exporter:
         exporter.wait_ready(30)

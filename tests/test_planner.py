@@ -10,13 +10,13 @@ FLOORS = Floors()
 
 
 def inventory(projects: int, probe_pages: int = 1, test_pages: int = 1, registrar_pages: int = 1) -> Inventory:
-    return Inventory(projects=projects, probe_pages=projects * probe_pages, test_pages=projects * test_pages,
-                     registrar_pages=projects * registrar_pages, run_pages=projects)
+    return Inventory(projects=projects, requests={"probes": projects * probe_pages, "test_runs": projects,
+                                                  "tests": projects * test_pages,
+                                                  "registrars": projects * registrar_pages})
 
 
 def per_minute(inv: Inventory, intervals: dict[str, float]) -> float:
-    cost = {"probes": inv.probe_pages, "test_runs": inv.run_pages, "projects": 1, "tests": inv.test_pages,
-            "registrars": inv.registrar_pages}
+    cost = {**inv.requests, "projects": 1}
     return sum(cost[r] * 60 / intervals[r] for r in cost)
 
 

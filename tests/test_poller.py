@@ -11,9 +11,9 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from exporter.poller import Floors
-from exporter.simulated import SimulatedExporter, build
 from exporter.simulator import WorldConfig
-from exporter.vclock import run_virtual
+from tests.support.simulated import SimulatedExporter, build
+from tests.support.vclock import run_virtual
 
 SMALL = WorldConfig(projects=1, probes_per_project=3, tests_per_project=3, run_period=300, run_duration=60)
 
@@ -102,8 +102,8 @@ def test_latest_run_found_whether_runs_are_listed_newest_or_oldest_first() -> No
         def check(sim: SimulatedExporter, order: str = order) -> None:
             project = sim.snapshots[-1].projects[0]
             truth = {}
-            assert project.runs_at is not None and sim.wall() - project.runs_at <= 60
-            listed_at = project.runs_at - 0.5  # the listing's request went out just before it landed
+            assert "test_runs" in project.fetched and sim.wall() - project.fetched["test_runs"] <= 60
+            listed_at = project.fetched["test_runs"] - 0.5  # the listing's request went out just before it landed
             for _created, run_id, test in sim.simulator.world.runs_of_project(project.project.id, listed_at):
                 truth[test.id] = run_id  # oldest first, so the last one written is the newest
             assert {t: r.id for t, r in project.latest_runs.items()} == truth
@@ -224,9 +224,9 @@ def test_cold_start_with_oldest_first_lists_jumps_to_the_last_page() -> None:
 
     def check(sim: SimulatedExporter) -> None:
         project = sim.snapshots[-1].projects[0]
-        assert project.runs_at is not None
+        assert "test_runs" in project.fetched
         truth = {test.id: run_id for _created, run_id, test
-                 in sim.simulator.world.runs_of_project(project.project.id, project.runs_at - 0.5)}
+                 in sim.simulator.world.runs_of_project(project.project.id, project.fetched["test_runs"] - 0.5)}
         assert {t: r.id for t, r in project.latest_runs.items()} == truth
         pages = [p for p in api_paths(sim) if p.endswith("/test-runs")]
         assert len(pages) == 2  # page 1 shows the order, then straight to the last page
@@ -246,7 +246,7 @@ def test_a_stream_of_finished_runs_starves_neither_inventory_nor_any_test() -> N
         await asyncio.sleep(300)
         projects = sim.snapshots[-1].projects
         assert sum(len(p.latest_completed) for p in projects) == 8  # every test has its quality data
-        assert all(p.tests_at and sim.wall() - p.tests_at < 3 * 900 for p in projects)
+        assert all(sim.wall() - p.fetched["tests"] < 3 * 900 for p in projects)
 
     simulate(1, check, key_limit=10, world=world)
     assert ready_at[0] < 80  # 9 requests at 8 a minute
@@ -271,7 +271,7 @@ def test_the_probe_interval_holds_while_runs_finish_in_bursts() -> None:
     assert min(intervals) > 60 and max(intervals) == min(intervals)
     # ... and the backlog shows: most of the 120 tests wait for the summary of a newer run.
     pending = sim.value("callmeter_exporter_run_details_pending")
-    assert pending == sum(len(p.detail_for_test) for p in sim.poller._projects.values())
+    assert pending == sim.poller.runs.details_pending
     assert 60 <= pending <= 120
 
 
@@ -302,7 +302,7 @@ def test_the_plan_budgets_the_run_pages_a_listing_actually_reads() -> None:
 
     async def check(sim: SimulatedExporter) -> None:
         await asyncio.sleep(1800)
-        planned.append(sim.poller.inventory().run_pages)
+        planned.append(sim.poller.inventory().requests["test_runs"])
 
     sim = simulate(1, check, key_limit=10, world=world, configure=lambda s: s.set_faults(run_order="asc"))
     listings = [t for t, _, path, _ in sim.simulator.requests if path.endswith("/test-runs")]

@@ -21,12 +21,13 @@ from exporter.exposition import Exposition, render
 from exporter.families import snapshot_families
 from exporter.keysource import KeySource
 from exporter.planner import Floors
-from exporter.poller import COUNTED_RUNS_KEPT, Poller
+from exporter.poller import Poller
+from exporter.runs import COUNTED_RUNS_KEPT
 from exporter.selfmetrics import ExporterMetrics
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, SimulatorTransport, WorldConfig
 from exporter.snapshot import Snapshot
-from exporter.vclock import run_virtual
 from tests.support.processes import ExporterProcess
+from tests.support.vclock import run_virtual
 
 FAST = {
     "CALLMETER_PLAN": "enterprise",
@@ -48,6 +49,7 @@ def _in_flight() -> int:
     return sum(1 for t in threading.enumerate() if "process_request_thread" in t.name)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_with_requests_in_flight_exits_0_within_5_seconds(slow_simulator: SimulatorServer,
                                                                  sig: signal.Signals) -> None:
@@ -80,16 +82,16 @@ SIMULATOR_CODE = tracemalloc.Filter(False, "*/exporter/simulator/*")
 
 def _sizes(poller: Poller, client: CallMeterClient) -> dict[str, int]:
     """The poller's collections that could grow with the number of runs seen."""
-    states: list[Any] = list(poller._projects.values())
+    states: list[Any] = list(poller.runs.projects.values())
     return {
         "counted": sum(len(s.counted) for s in states),
         "seen_runs": sum(len(s.seen_runs) for s in states),
         "latest_runs": sum(len(s.latest_runs) for s in states),
         "latest_completed": sum(len(s.latest_completed) for s in states),
         "wanted_runs": sum(len(s.wanted_runs) for s in states),
-        "jobs": len(poller._jobs),
-        "finished_series": len(poller._finished),
-        "open_bursts": len(client._bursts._open),
+        "jobs": len(poller.scheduler.jobs),
+        "finished_series": len(poller.runs.finished),
+        "open_bursts": len(client._recorder.bursts._open),
     }
 
 
@@ -142,7 +144,7 @@ def test_memory_and_state_stay_bounded_over_thousands_of_runs() -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await client.aclose()
-        result.update(heap=heap, sizes=sizes, finished=sum(poller._finished.values()), up=metrics.up)
+        result.update(heap=heap, sizes=sizes, finished=sum(poller.runs.finished.values()), up=metrics.up)
 
     # Rendering thousands of debug lines would dominate the run time (the conftest resets this).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

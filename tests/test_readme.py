@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from exporter.settings import Settings
-from tests.test_cli import FAMILIES
+from tests.support.published import FAMILIES
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

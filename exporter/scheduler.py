@@ -1,0 +1,160 @@
+"""The scheduler: picks the most important job that is due, waits for the budget, and reschedules.
+
+Each unit of work is a `Job` (read one kind, of one project, of one item). The loop waits for the
+next free slot of the budget, and only then picks the most important job that is due, so a probe
+refresh never queues behind inventory that was picked early. It knows kinds (their priority, whether
+they repeat) and intervals (from the plan, through `interval`), and nothing of what a job reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from .budget import RateLimiter
+from .kinds import KINDS
+
+FIRST_READ = 10.0
+"""Subtracted from a list's priority until it has been read once."""
+DETAILS = KINDS["test_run_details"].priority
+
+JobKey = tuple[str, str | None, str | None]
+
+
+@dataclass(eq=False)
+class Job:
+    resource: str
+    project_id: str | None = None
+    item: str | None = None
+    """The item of a one-item kind (the run of a run detail)."""
+    due: float = 0.0
+    running: bool = False
+    refreshed: bool = False
+    """Has this job succeeded once? Until then its data is missing, not just old."""
+
+    @property
+    def key(self) -> JobKey:
+        return (self.resource, self.project_id, self.item)
+
+    @property
+    def periodic(self) -> bool:
+        return KINDS[self.resource].periodic
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait until the event is set or the timeout passes. Unlike `asyncio.wait_for` on Python 3.11,
+    a cancellation that races the event is never lost, so stopping the poller cannot hang."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
+class Scheduler:
+    def __init__(self, *, limiter: RateLimiter, interval: Callable[[str], float], max_concurrency: int = 4) -> None:
+        self._limiter = limiter
+        self._interval = interval
+        self._max_concurrency = max_concurrency
+        self.jobs: dict[JobKey, Job] = {}
+        self._wake = asyncio.Event()
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- the job set ---------------------------------------------------------------------------
+
+    def add(self, job: Job) -> None:
+        if job.key not in self.jobs:
+            self.jobs[job.key] = job
+            self._wake.set()
+
+    def remove(self, key: JobKey) -> Job | None:
+        return self.jobs.pop(key, None)
+
+    def remove_project(self, project_id: str) -> None:
+        for key in [k for k in self.jobs if k[1] == project_id]:
+            del self.jobs[key]
+
+    def hurry(self, key: JobKey) -> None:
+        """Make a job due now (a deleted project: the project list is read again soon)."""
+        job = self.jobs.get(key)
+        if job is not None:
+            job.due = min(job.due, self.now())
+
+    def pending(self, resource: str) -> bool:
+        return any(k[0] == resource for k in self.jobs)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, execute: Callable[[Job], Coroutine[Any, Any, None]]) -> None:
+        """Run jobs until cancelled; `execute` must call `finish` when its job is done."""
+        running: set[asyncio.Task[None]] = set()
+        self._gate = asyncio.Semaphore(self._max_concurrency)
+        try:
+            while True:
+                job = await self._next_due()
+                await self._gate.acquire()
+                # Book nothing yet: wait for the budget's next free slot, then choose, so that
+                # the most important job due at the moment of sending is the one that goes.
+                wait = self._limiter.next_free() - self.now()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                job = self._pick() or job
+                if job.running or job.key not in self.jobs:
+                    self._gate.release()
+                    continue
+                job.running = True
+                task = asyncio.create_task(execute(job), name=f"callmeter-{job.resource}")
+                running.add(task)
+                task.add_done_callback(running.discard)
+                await asyncio.sleep(0)  # let it book its slot before we look at the budget again
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def finish(self, job: Job, started: float) -> None:
+        """A job is done: its slot is free; a one-item job leaves, a periodic one comes due again."""
+        self._gate.release()
+        if job.key not in self.jobs:
+            return
+        job.running = False
+        if not job.periodic:
+            self.jobs.pop(job.key, None)
+            return
+        job.due = max(started + self._interval(job.resource), self.now())
+        self._wake.set()
+
+    def _pick(self) -> Job | None:
+        now = self.now()
+        # asyncio may wake a timer a hair early; a job due within a millisecond is due now.
+        due = [j for j in self.jobs.values() if not j.running and j.due <= now + 1e-3]
+        return min(due, key=lambda j: (self._rank(j, now), j.due)) if due else None
+
+    def _rank(self, job: Job, now: float) -> float:
+        """The job's priority (lower goes first). Data never fetched is missing, not just old, so every
+        list is read once, in priority order, before any is refreshed: a tight plan may otherwise fill
+        every slot with probe and run-list refreshes and leave the test names, which the run metrics
+        carry and readiness waits for, only idle slots. Inventory a whole interval overdue goes above
+        run details, so that a stream of finished runs cannot starve it."""
+        rank = float(KINDS[job.resource].priority)
+        if not job.periodic:
+            return rank
+        if not job.refreshed:
+            return rank - FIRST_READ
+        if rank > DETAILS and now - job.due > self._interval(job.resource):
+            return DETAILS - 0.5
+        return rank
+
+    async def _next_due(self) -> Job:
+        while True:
+            job = self._pick()
+            if job is not None:
+                return job
+            self._wake.clear()
+            waiting = [j.due for j in self.jobs.values() if not j.running]
+            timeout = max(0.0, min(waiting) - self.now()) if waiting else None
+            await wait_event(self._wake, timeout)

@@ -1,0 +1,131 @@
+"""The run tracker, driven directly: no event loop, no client, time passed in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.models import TestRun
+from exporter.runs import COUNTED_RUNS_KEPT, RunListing, RunTracker, detect_order, newer
+
+T0 = 1_800_000_000.0
+
+
+def run(run_id: str, test: str, at: float, status: str = "COMPLETED", **extra: Any) -> TestRun:
+    created = datetime.fromtimestamp(at, UTC).isoformat()
+    return TestRun.model_validate({"id": run_id, "testId": test, "status": status, "createdAt": created, **extra})
+
+
+def read(listing: RunListing, pages: dict[int, list[TestRun]]) -> list[int]:
+    """Feed a listing the pages it asks for; return the page numbers in the order asked."""
+    asked = []
+    while listing.next_page is not None:
+        asked.append(listing.next_page)
+        listing.add(pages.get(listing.next_page, []), len(pages))
+    return asked
+
+
+def newest_first(runs: list[TestRun], per_page: int) -> dict[int, list[TestRun]]:
+    ordered = sorted(runs, key=lambda r: r.order_key or 0, reverse=True)
+    return {n + 1: ordered[i:i + per_page] for n, i in enumerate(range(0, len(ordered), per_page))}
+
+
+def test_order_is_told_by_the_timestamps_of_a_page() -> None:
+    a, b = run("a", "t", T0), run("b", "t", T0 + 1)
+    assert detect_order([a, b]) == "asc" and detect_order([b, a]) == "desc"
+    assert detect_order([a]) is None and detect_order([a, run("c", "t", T0)]) is None
+    assert newer(b, a) and not newer(a, b)
+    assert newer(TestRun.model_validate({"id": "p", "testId": "t", "status": "PENDING"}), b)
+
+
+def test_cold_start_reads_back_until_every_test_has_a_completed_run() -> None:
+    tracker = RunTracker(lookback_pages=5)
+    tracker.of("p")
+    # test "b" last completed long ago: only page 3 has it.
+    history = [run(f"a{i}", "a", T0 + 100 - i) for i in range(6)] + [run("b0", "b", T0)]
+    pages = newest_first(history, per_page=3)
+    listing = tracker.listing("p", expected_tests=2)
+    assert read(listing, pages) == [1, 2, 3]
+    wants = tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0 + 200)
+    assert {w.run_id for w in wants} == {"a0", "b0"}  # the newest completed run of each test
+
+
+def test_a_warm_listing_reads_one_page_when_it_reaches_known_runs() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    tracker.of("p")
+    runs = [run(f"r{i}", "a", T0 + i) for i in range(5)]
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, newest_first(runs, 10))
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    runs.append(run("r5", "a", T0 + 5))
+    listing = tracker.listing("p", expected_tests=1)
+    assert read(listing, newest_first(runs, 3)) == [1]
+
+
+def test_oldest_first_lists_jump_to_the_last_page() -> None:
+    tracker = RunTracker(lookback_pages=1)
+    tracker.of("p")
+    runs = [run(f"r{i}", "a", T0 + i) for i in range(9)]
+    pages = {n + 1: runs[i:i + 3] for n, i in enumerate(range(0, 9, 3))}
+    listing = tracker.listing("p", expected_tests=1)
+    assert read(listing, pages) == [1, 3]  # the newest page; the test's latest run is there
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert tracker.of("p").latest_runs["a"].id == "r8"
+    assert tracker.of("p").run_pages == 3 and tracker.of("p").run_order == "asc"
+
+
+def test_terminal_runs_are_counted_once_and_a_newer_run_replaces_a_wanted_detail() -> None:
+    tracker = RunTracker()
+    tracker.of("p")
+
+    def listing_of(runs: list[TestRun]) -> list[Any]:
+        listing = tracker.listing("p", expected_tests=1)
+        read(listing, {1: runs})
+        return tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+
+    first = run("r1", "a", T0, summary=None)
+    wants = listing_of([first, run("f1", "a", T0 - 1, status="FAILED")])
+    assert [w.run_id for w in wants] == ["r1"] and wants[0].replaces is None
+    second = run("r2", "a", T0 + 10)
+    wants = listing_of([second, first])
+    assert [(w.run_id, w.replaces) for w in wants] == [("r2", "r1")]
+    assert tracker.finished == {("proj", "a", "COMPLETED"): 2, ("proj", "a", "FAILED"): 1}
+    assert tracker.details_pending == 1
+    tracker.absorb_detail("p", run("r2", "a", T0 + 10, summary={"avgMos": 4.1}))
+    assert tracker.details_pending == 0
+    assert tracker.of("p").latest_completed["a"].summary is not None
+
+
+def test_counted_runs_are_trimmed_and_older_runs_never_recounted() -> None:
+    tracker = RunTracker()
+    state = tracker.of("p")
+    runs = [run(f"r{i}", "a", T0 + i, summary={"avgMos": 4.0}) for i in range(COUNTED_RUNS_KEPT + 1)]
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: runs})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert len(state.counted) == COUNTED_RUNS_KEPT // 2
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: runs[:10]})  # forgotten, but older than the floor: not counted again
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert tracker.finished[("proj", "a", "COMPLETED")] == COUNTED_RUNS_KEPT + 1
+
+
+def test_a_dropped_project_is_not_brought_back_by_a_late_listing() -> None:
+    tracker = RunTracker()
+    tracker.of("p")
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: [run("r1", "a", T0, summary=None)]})
+    tracker.drop("p")
+    assert tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0) == []
+    assert "p" not in tracker.projects
+
+
+def test_the_detail_rate_leaves_out_the_cold_start_and_old_wants() -> None:
+    tracker = RunTracker()
+    tracker.of("p")
+    for i in range(3):
+        listing = tracker.listing("p", expected_tests=1)
+        read(listing, {1: [run(f"r{i}", "a", T0 + i, summary=None)]})
+        tracker.absorb_listing("p", "proj", listing, now=60.0 * i, wall=T0)
+    assert tracker.details_per_minute(600.0) == 2 * 60.0 / 600.0  # the cold start's want is not counted
+    assert tracker.details_per_minute(600.0 + 1800.0 + 121) == 0.0

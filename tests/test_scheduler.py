@@ -1,0 +1,57 @@
+"""The scheduler on a virtual clock, with jobs that only record when they ran."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from exporter.budget import RateLimiter
+from exporter.scheduler import Job, Scheduler
+from tests.support.vclock import run_virtual
+
+
+def run_jobs(jobs: list[Job], seconds: float, *, per_minute: float = 60.0,
+             intervals: dict[str, float] | None = None) -> list[tuple[float, str, str | None]]:
+    ran: list[tuple[float, str, str | None]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(per_minute=per_minute, window_cap=int(per_minute), clock=loop.time)
+        scheduler = Scheduler(limiter=limiter, interval=lambda r: (intervals or {}).get(r, 30.0))
+
+        async def execute(job: Job) -> None:
+            started = loop.time()
+            limiter.reserve()  # what the client does before it sends
+            ran.append((round(started, 3), job.resource, job.item))
+            job.refreshed = True
+            scheduler.finish(job, started)
+
+        for job in jobs:
+            scheduler.add(job)
+        task = asyncio.create_task(scheduler.run(execute))
+        await asyncio.sleep(seconds)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run_virtual(main())
+    return ran
+
+
+def test_unread_lists_go_first_in_priority_order_then_details() -> None:
+    jobs = [Job("registrars", "p"), Job("test_run_details", "p", "r1"), Job("probes", "p"), Job("test_runs", "p")]
+    ran = run_jobs(jobs, 10.0)
+    assert [r for _, r, _ in ran][:4] == ["probes", "test_runs", "registrars", "test_run_details"]
+
+
+def test_a_detail_runs_once_and_a_list_comes_due_again_after_its_interval() -> None:
+    ran = run_jobs([Job("probes", "p"), Job("test_run_details", "p", "r1")], 100.0, intervals={"probes": 30.0})
+    assert [r for _, r, _ in ran].count("test_run_details") == 1
+    probe_times = [t for t, r, _ in ran if r == "probes"]
+    assert len(probe_times) == 4 and all(b - a == 30.0 for a, b in itertools.pairwise(probe_times))
+
+
+def test_the_budget_spaces_the_jobs() -> None:
+    jobs = [Job(kind, f"p{i}") for i in range(3) for kind in ("probes", "test_runs")]
+    ran = run_jobs(jobs, 60.0, per_minute=6.0, intervals={"probes": 600.0, "test_runs": 600.0})
+    times = [t for t, _, _ in ran]
+    assert len(times) == 6 and all(b - a >= 10.0 - 1e-6 for a, b in itertools.pairwise(times))
