@@ -8,8 +8,8 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import httpx
@@ -49,6 +49,8 @@ class Exporter:
     poller: Poller
     key: KeySource
     state_file: StateFile | None = None
+    saved_counts: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    """The finished-run counters as last written to the state file."""
 
     @classmethod
     def build(cls, settings: Settings, *, base_url: str | None = None, key: KeySource | None = None,
@@ -77,8 +79,15 @@ class Exporter:
                 lambda: render(snapshot_families(snapshot, now=wall(), packet_loss_unit=unit)))
             exposition.publish_rendered(rendered)
 
+        async def save_then_publish(snapshot: Snapshot) -> None:
+            # New counter values reach the file before any scrape can see them: a kill -9 can lose
+            # the last seconds of data, but never roll a counter Prometheus has read back (a reset).
+            if exporter.state_file is not None and snapshot.finished_runs != exporter.saved_counts:
+                await exporter.save_state()
+            await render_and_publish(snapshot)
+
         poller = Poller(
-            client=client, limiter=limiter, metrics=metrics, publish=publish or render_and_publish,
+            client=client, limiter=limiter, metrics=metrics, publish=publish or save_then_publish,
             project_filter=settings.project_filter,
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
@@ -95,7 +104,9 @@ class Exporter:
         """Write the state file (if one is set): encoded on the event loop, written off it."""
         if self.state_file is None:
             return
-        payload = self.state_file.encode(self.poller.saved_state(), key=self.key.get(), written_at=time.time())
+        state = self.poller.saved_state()
+        payload = self.state_file.encode(state, key=self.key.get(), written_at=time.time())
+        self.saved_counts = dict(state.runs.finished)
         await asyncio.to_thread(self.state_file.write, payload)
 
     async def keep_state(self) -> None:

@@ -176,3 +176,11 @@ class Registrar(ApiModel):
     name: LenientStr = None
     uri: LenientStr = None
     transport: LenientStr = None
+
+
+class ProbeExecution(ApiModel):
+    """The answer to Run Probe, "the queued probe execution details" (the reference shows no fields)."""
+
+    id: LenientStr = None
+    status: StatusWord = None
+    created_at: Timestamp = Field(default=None, alias="createdAt")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import http.client
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.exposition import render
 from tests.support.faultkit import ServerThread
 from tests.support.processes import ExporterProcess
+from tests.support.prometheus import require_binary
 
 DURATION = 5.0
 CLIENTS = 4
@@ -144,9 +144,7 @@ def _wrk_figures(output: str) -> dict[str, Any]:
 
 @pytest.mark.e2e
 def test_wrk_against_the_demo_process_sees_no_errors() -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        pytest.skip("wrk is not installed (Debian package wrk)")
+    wrk = require_binary("wrk")  # fails under CI=true when missing, skips elsewhere
     with ExporterProcess("--demo") as exporter:
         exporter.wait_ready(30)
         figures = {}

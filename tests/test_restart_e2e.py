@@ -130,3 +130,29 @@ def test_readyz_is_ready_from_a_state_file_before_any_refresh(tmp_path: Path) ->
             output = second.output()
     assert '"state.restored"' in output
     assert output.index('"exporter.ready"') < output.index('"refresh.done"')
+
+
+def counters(text: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("callmeter_test_runs_finished_total{")}
+
+
+def test_a_kill_9_never_rolls_back_a_counter_a_scrape_has_seen(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    with SimulatorServer(Simulator(WORLD)) as server:
+        first = exporter(free_port(), server.base_url, state_file)
+        try:
+            first.wait_for(lambda: bool(counters(first.metrics())), 60, "finished runs")
+            seen: dict[str, float] = {}
+            for _ in range(20):  # scrape while runs keep finishing, then kill right after a scrape
+                seen = counters(first.metrics())
+                time.sleep(0.3)
+            seen = counters(first.metrics())
+            first.proc.kill()
+            first.proc.wait(10)
+        finally:
+            first.stop()
+        with exporter(free_port(), server.base_url, state_file) as second:
+            second.wait_ready(30)
+            restored = counters(second.metrics())
+    assert seen and all(restored.get(series, 0) >= value for series, value in seen.items()), (seen, restored)

@@ -14,7 +14,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 _NS = uuid.UUID("6f1c3b8e-2f0a-4d7e-9a51-5c0e2b7d9a10")
 
@@ -98,6 +98,8 @@ class World:
     registrars: dict[str, SimRegistrar] = field(default_factory=dict)
     manual_runs: dict[str, list[float]] = field(default_factory=dict)
     forced_run_outcome: dict[str, str] = field(default_factory=dict)
+    triggers: Triggers = field(default_factory=lambda: Triggers())
+    """What runs and probe executions started through the API do (simulator.writes)."""
     _project_runs: dict[str, tuple[tuple[Any, ...], tuple[SimTest, ...], list[tuple[float, str, SimTest]]]] = field(
         default_factory=dict, repr=False, compare=False)
     """Per project: the last `runs_of_project` answer and what it was computed from (see there)."""
@@ -138,13 +140,17 @@ class World:
         n = math.floor((now - self.start - probe.phase) / interval)
         last = self.start + probe.phase + n * interval
         status = probe.forced_status or self._probe_status(probe, n)
+        scheduled = last
+        executed = self.triggers.execution(probe.id, now)
+        if executed is not None and executed[0] >= last:
+            last, status = executed[0], probe.forced_status or executed[1] or status
         return {
             "id": probe.id,
             "name": probe.name,
             "status": status,
             "intervalMinutes": probe.interval_minutes,
             "lastExecutionAt": iso(last) if last >= self.start - 30 * interval else None,
-            "nextExecutionAt": iso(last + interval),
+            "nextExecutionAt": iso(scheduled + interval),
         }
 
     def _probe_status(self, probe: SimProbe, execution: int) -> str:
@@ -192,7 +198,10 @@ class World:
         age = now - created
         duration = self.config.run_duration * (0.8 + 0.4 * unit(seed, run_id, "dur"))
         draw = unit(seed, run_id, "outcome")
-        outcome = self.forced_run_outcome.get(run_id) or (
+        triggered = self.triggers.of_run(test.id, run_id, self.config.run_duration)
+        if triggered is not None:
+            duration = triggered.duration
+        outcome = self.forced_run_outcome.get(run_id) or (triggered.outcome if triggered else None) or (
             "CANNOT_RUN_FOR_NOW" if draw < 0.03 else "FAILED" if draw < 0.12 else "COMPLETED")
         started: float | None = created + 4
         completed: float | None = None
@@ -210,6 +219,8 @@ class World:
                                 "startedAt": iso(started), "completedAt": iso(completed)}
         if detail:
             view["summary"] = self._summary(test, run_id, status, age, duration)
+            if triggered is not None and status in ("RUNNING", "COMPLETED", "FAILED"):
+                view["summary"].update(triggered.summary)
         return view
 
     def _summary(self, test: SimTest, run_id: str, status: str, age: float, duration: float) -> dict[str, Any]:
@@ -319,3 +330,78 @@ class World:
         runs = self.manual_runs.setdefault(test_id, [])
         runs.append(now)
         return f"run_{test_id[:8]}_m{len(runs) - 1:04d}"
+
+    def test_duration(self, test: SimTest) -> int:
+        """The test's `durationSeconds`: what a triggered run of it lasts once RUNNING."""
+        return self.triggers.duration(test.id, self.config.run_duration)
+
+
+# -- the API's two writes (served by simulator.writes) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TestTrigger:
+    """How one run started through the API behaves."""
+
+    __test__ = False  # not a pytest test class
+
+    outcome: str | None
+    summary: dict[str, Any]
+    duration: float
+
+
+@dataclass
+class Triggers:
+    """Per test: the terminal status, the summary fields (null included) and the duration of the runs
+    it is asked for. Per probe: when its triggered executions run, the status they leave, how long they
+    take."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    probe_runs: dict[str, list[float]] = field(default_factory=dict)
+    probe_status: dict[str, str] = field(default_factory=dict)
+    probe_seconds: dict[str, float] = field(default_factory=dict)
+    default_probe_seconds: float = 10.0
+
+    def duration(self, test_id: str, default: float) -> int:
+        return round(self.durations.get(test_id, default))
+
+    def of_run(self, test_id: str, run_id: str, default_duration: float) -> TestTrigger | None:
+        """None for the scheduled runs (they keep their draws); manual runs have an `_m` in their id."""
+        if not run_id.startswith(f"run_{test_id[:8]}_m"):
+            return None
+        return TestTrigger(self.outcomes.get(test_id), dict(self.summaries.get(test_id, {})),
+                           self.duration(test_id, default_duration))
+
+    def run_probe(self, probe_id: str, now: float) -> int:
+        """Queue an execution of the probe; returns how many it has had."""
+        runs = self.probe_runs.setdefault(probe_id, [])
+        runs.append(now + self.probe_seconds.get(probe_id, self.default_probe_seconds))
+        return len(runs)
+
+    def execution(self, probe_id: str, now: float) -> tuple[float, str | None] | None:
+        """(when, status it left) of the probe's latest triggered execution that has run by `now`."""
+        done = [t for t in self.probe_runs.get(probe_id, ()) if t <= now]
+        return (max(done), self.probe_status.get(probe_id)) if done else None
+
+    def plan_test(self, test_id: str, *, outcome: str | None, summary: dict[str, Any] | None,
+                  duration: float | None) -> None:
+        _set_or_drop(self.outcomes, test_id, outcome)
+        _set_or_drop(self.summaries, test_id, summary)
+        _set_or_drop(self.durations, test_id, duration)
+
+    def plan_probe(self, probe_id: str, *, status: str | None, seconds: float | None) -> None:
+        _set_or_drop(self.probe_status, probe_id, status)
+        if seconds is not None:
+            self.probe_seconds[probe_id] = seconds
+
+
+V = TypeVar("V")
+
+
+def _set_or_drop(table: dict[str, V], key: str, value: V | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
