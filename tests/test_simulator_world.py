@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
-from exporter.simulator.world import ProbeChange, World
+from exporter.simulator.executions import ProbeTimeline
+from exporter.simulator.world import Execution, ProbeChange, World
 
 START = 1_800_000_000.0
 HOUR = 3600.0
@@ -212,3 +213,17 @@ def test_schedule_fields_can_be_null_or_missing(fault: str) -> None:
         assert all(v["nextExecutionAt"] is None and v["lastExecutionAt"] for v in views)
     else:
         assert all("nextExecutionAt" not in v for v in views)
+
+
+def test_executions_asked_for_join_the_probes_own() -> None:
+    """The hook a "Run Probe" write uses: an extra execution shows like any other, and the ground truth has it."""
+    world = World.build(WorldConfig(probe_interval_minutes=5, off_schedule_per_day=0), START)
+    probe = next(iter(world.probes.values()))
+    usual = world.probe_view(probe, START + 1000)["status"]
+    other = "UNHEALTHY" if usual != "UNHEALTHY" else "HEALTHY"
+    asked = [Execution(START + 1000, START + 1010, other, False)]
+    world.timeline = ProbeTimeline(world.config, START, extra=lambda p: asked if p is probe else [])
+    assert world.probe_view(probe, START + 1009)["status"] == usual
+    assert world.probe_view(probe, START + 1010)["status"] == other
+    assert ts(world.probe_view(probe, START + 1010)["lastExecutionAt"]) == START + 1000
+    assert [(c.at, c.status) for c in world.probe_changes(probe, START + 900, START + 1010)] == [(START + 1010, other)]

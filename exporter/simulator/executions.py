@@ -20,6 +20,7 @@ Everything is a pure function of (seed, probe, time), like the rest of the world
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,11 +69,14 @@ def health(seed: int, probe_id: str, epoch: int) -> str:
 
 
 class ProbeTimeline:
-    """The executions of the world's probes, worked out from the world's config and start."""
+    """The executions of the world's probes, worked out from the world's config and start. `extra` adds
+    executions the world was asked for (through the API's "Run Probe", say) to a probe's own."""
 
-    def __init__(self, config: WorldConfig, start: float) -> None:
+    def __init__(self, config: WorldConfig, start: float,
+                 extra: Callable[[SimProbe], Sequence[Execution]] | None = None) -> None:
         self.config = config
         self.start = start
+        self.extra = extra
 
     # -- one probe's schedule ------------------------------------------------------------------
 
@@ -119,6 +123,10 @@ class ProbeTimeline:
             out.append(Execution(off, off + lag, self.status_at(probe, off), False))
         if probe.stalled_since is not None:
             out = [e for e in out if e.at < probe.stalled_since]
+        if self.extra is not None:
+            asked = [e for e in self.extra(probe) if self.slot(probe, e.at) == n]
+            if asked:
+                out = sorted([*out, *asked], key=lambda e: e.at)
         return out
 
     def _lookback(self, probe: SimProbe) -> int:
