@@ -13,6 +13,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .errors import ERROR_KINDS
+from .kinds import KINDS
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -40,6 +42,12 @@ class ExporterMetrics(Collector):
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.throttled = Counter("callmeter_exporter_rate_limited",
                                  "429 Too Many Requests answers received from the CallMeter API.", registry=registry)
+        # Every route and error kind from the start: rate() and increase() read 0, not nothing, before
+        # the first error.
+        for kind in KINDS.values():
+            self.latency.labels(kind.route)
+            for error in ERROR_KINDS:
+                self.errors.labels(kind.route, error)
         registry.register(self)
 
     def _changed(self) -> None:
