@@ -54,7 +54,8 @@ def build() -> dash.Dashboard:
     board = add_row(board, "Health", [_health()])
     board = add_row(board, "Rate limit", _rate_limit())
     board = add_row(board, "API requests", _requests())
-    return add_row(board, "Freshness", [_freshness()])
+    board = add_row(board, "Freshness", [_freshness()])
+    return add_row(board, "Webhooks", [_webhooks()])
 
 
 def _health() -> Line:
@@ -213,3 +214,37 @@ def _freshness() -> Line:
         query(f"callmeter_exporter_run_details_pending{{{EXPORTER}}}", legend="pending"),
     ).min(0)
     return [(8, 8, interval), (8, 8, age), (8, 8, pending)]
+
+
+def _webhooks() -> Line:
+    deliveries = timeseries_panel(
+        "Webhook deliveries by result",
+        "probe.status_changed deliveries a minute by what the receiver did with them (applied, replay,"
+        " bad_signature, ...). Empty while the receiver is off.",
+        REQ_PER_MIN,
+        query(f"sum by (result) (rate(callmeter_exporter_webhook_deliveries_total{{{EXPORTER}}}[$__rate_interval]))"
+              " * 60", legend="{{result}}"),
+    ).min(0)
+    confirmed = timeseries_panel(
+        "Webhook to poll agreement",
+        "Time from a delivery to the probe-list read that agreed with it (p50, p95), and reads that"
+        " disagreed a minute: the poll decides, so a steady disagreement means the webhooks say"
+        " something the API does not.",
+        "s",
+        query("histogram_quantile(0.5, sum by (le) (rate("
+              f"callmeter_exporter_webhook_confirmation_delay_seconds_bucket{{{EXPORTER}}}[$__rate_interval])))",
+              legend="p50", ref="A"),
+        query("histogram_quantile(0.95, sum by (le) (rate("
+              f"callmeter_exporter_webhook_confirmation_delay_seconds_bucket{{{EXPORTER}}}[$__rate_interval])))",
+              legend="p95", ref="B"),
+        query(f"rate(callmeter_exporter_webhook_disagreements_total{{{EXPORTER}}}[$__rate_interval]) * 60",
+              legend="disagreements a minute", ref="C"),
+    ).min(0)
+    last = timeseries_panel(
+        "Time since the last webhook delivery",
+        "Seconds since the receiver last took a delivery. CallMeter sends one only when a probe's"
+        " status changes, so long quiet spells are normal.",
+        "s",
+        query(f"time() - callmeter_exporter_webhook_last_delivery_timestamp_seconds{{{EXPORTER}}}", legend="age"),
+    ).min(0)
+    return [(8, 8, deliveries), (8, 8, confirmed), (8, 8, last)]
