@@ -77,7 +77,8 @@ class Exporter:
             project_filter=settings.project_filter,
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
-            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall)
+            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall,
+            schedule=settings.schedule, probes_max_interval=settings.probes_max_interval)
         return cls(settings, registry, metrics, exposition, limiter, client, poller)
 
     def landing_page(self) -> str:

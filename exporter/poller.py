@@ -12,20 +12,26 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from . import errors, logs
+from .adaptive import Schedule
 from .budget import RateLimiter
 from .client import PER_PAGE, CallMeterClient
 from .kinds import KINDS, PER_PROJECT, STAMPED, Kind, upstream_count
-from .models import Project
-from .planner import Floors, Inventory, Plan, pages, plan_for
+from .models import Probe, Project, TestRun
+from .planner import Floors, Inventory, Plan, adaptive_plan, pages, plan_for
 from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
+from .timing import Choice
 
 PROJECTS = KINDS["projects"]
+PROBES = KINDS["probes"]
 DETAILS = KINDS["test_run_details"]
+DETAIL_PATIENCE = 60.0
+"""Adaptive: a run detail wanted for longer than this goes ahead of the run lists and inventory."""
 
 
 def chosen_projects(projects: list[Project], project_filter: tuple[str, ...]) -> list[Project]:
@@ -49,6 +55,8 @@ class Poller:
         max_data_age: float | None = None,
         publish_interval: float = 1.0,
         wall: Callable[[], float] = time.time,
+        schedule: str = "adaptive",
+        probes_max_interval: float = 300.0,
     ) -> None:
         self.client = client
         self._limiter = limiter
@@ -64,7 +72,12 @@ class Poller:
         self._projects_at: float | None = None
         self.runs = RunTracker(lookback_pages=lookback_pages)
         self.probe_statuses: set[str] = set()
-        self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency)
+        adaptive = schedule == "adaptive"
+        self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency,
+                                   patience=DETAIL_PATIENCE if adaptive else None, hold=adaptive)
+        self.schedule = Schedule(adaptive=adaptive, scheduler=self.scheduler, runs=self.runs, metrics=metrics,
+                                 max_interval=probes_max_interval, fixed_interval=self._floors.probes,
+                                 now=self.now, wall=wall)
         self._plan: Plan | None = None
         self._planned_for: Inventory | None = None
         self._planned_rate = limiter.per_minute
@@ -97,12 +110,28 @@ class Poller:
             await asyncio.gather(publisher, return_exceptions=True)
 
     def want_details(self, project_id: str, wants: list[DetailWant]) -> None:
-        """Queue a detail job per want; a newer run keeps the place in the queue of the one it replaces."""
+        """Queue a detail job per want; a newer run keeps the place in the queue of the one it replaces.
+        A run already watched (adaptive) is wanted from now on, and read at once."""
+        now = self.now()
         for want in wants:
             replaced = self.scheduler.remove((DETAILS.name, project_id, want.replaces)) if want.replaces else None
             self.settled.clear()
-            self.scheduler.add(Job(DETAILS.name, project_id, want.run_id,
-                                   due=replaced.due if replaced is not None else self.now()))
+            watched = self.scheduler.jobs.get((DETAILS.name, project_id, want.run_id))
+            if watched is not None:  # a look at a running run (adaptive) that a listing saw finish first
+                watched.wanted_since = now
+                self.scheduler.time_job(watched.key, now)
+                continue
+            self.scheduler.add(Job(DETAILS.name, project_id, want.run_id, wanted_since=now,
+                                   due=replaced.due if replaced is not None else now))
+
+    def probes_read(self, project_id: str, probes: tuple[Probe, ...], *, sent: float, seen: float) -> None:
+        self.schedule.probes_read(project_id, probes, sent=sent, seen=seen)
+
+    def runs_listed(self, data: ProjectData) -> None:
+        self.schedule.runs_listed(data)
+
+    def detail_read(self, project_id: str, run: TestRun, *, sent: float, seen: float) -> None:
+        self.schedule.detail_read(project_id, run, sent=sent, seen=seen)
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -124,23 +153,25 @@ class Poller:
     def _replan(self, *, reason: str) -> None:
         inventory = self.inventory()
         budget = self._limiter.per_minute
-        plan = plan_for(inventory, self._floors, budget, details_per_minute=self.runs.details_per_minute(self.now()))
+        details = self.runs.details_per_minute(self.now())
+        if self.schedule.adaptive:
+            probe_pages = {pid: pages(len(d.probes) if d.probes is not None else upstream_count(PROBES, d.project),
+                                      PER_PAGE) for pid, d in self.projects.items()}
+            plan = adaptive_plan(inventory, self._floors, budget,
+                                 details_per_minute=details + self.schedule.watch_reads_per_minute(),
+                                 probe_reads_per_minute=self.schedule.probe_reads_per_minute(probe_pages),
+                                 safety_interval=self.schedule.probes.max_interval)
+        else:
+            plan = plan_for(inventory, self._floors, budget, details_per_minute=details)
         grew = inventory.grew_since(self._planned_for)
+        turned = self._plan is not None and plan.pays_every_execution != self._plan.pays_every_execution
         self._plan, self._planned_for, self._planned_rate = plan, inventory, budget
+        self.schedule.use(plan)
         intervals = dict(plan.intervals)
         intervals[DETAILS.name] = intervals["test_runs"]
         self._metrics.set_intervals(intervals)
-        if grew or reason == "rate":
-            event = self._log.warning if plan.stretched else self._log.info
-            hint = None
-            if plan.stretched:
-                hint = (f"the floors need {plan.needed_per_minute:.1f} requests/min but the budget is "
-                        f"{budget:.1f}/min: raise CALLMETER_PLAN or CALLMETER_REQUESTS_PER_MINUTE, narrow "
-                        f"CALLMETER_PROJECTS, or raise the *_MIN_INTERVAL floors")
-            event("schedule.plan", reason=reason, projects=inventory.projects, budget_per_minute=round(budget, 2),
-                  intervals={k: round(v, 1) for k, v in plan.intervals.items()}, stretched=list(plan.stretched),
-                  details_per_minute=round(plan.detail_reserve_per_minute, 2),
-                  hint=hint)
+        if grew or turned or reason == "rate":
+            log_plan(self._log, plan, reason=reason, projects=inventory.projects, choice=self.schedule.choice)
 
     # -- execution -----------------------------------------------------------------------------
 
@@ -231,6 +262,7 @@ class Poller:
         self.projects.pop(project_id, None)
         self.runs.drop(project_id)
         self.scheduler.remove_project(project_id)
+        self.schedule.drop(project_id)
 
     def _gone(self, job: Job) -> None:
         """404: the resource was deleted; its series go, and the project list is checked again soon."""
@@ -279,3 +311,27 @@ class Poller:
             if published is not None:
                 await published  # one publisher task: snapshots can never land out of order
             await asyncio.sleep(self._publish_interval)
+
+
+def log_plan(log: Any, plan: Plan, *, reason: str, projects: int, choice: Choice | None) -> None:
+    """`schedule.plan`: a warning when a class is stretched, with what would change it; with the adaptive
+    schedule, also what the probe lists' executions want and what the budget pays for."""
+    event = log.warning if plan.stretched else log.info
+    budget = plan.budget_per_minute
+    hint = None
+    if plan.stretched:
+        hint = (f"the floors need {plan.needed_per_minute:.1f} requests/min but the budget is "
+                f"{budget:.1f}/min: raise CALLMETER_PLAN or CALLMETER_REQUESTS_PER_MINUTE, narrow "
+                f"CALLMETER_PROJECTS, or raise the *_MIN_INTERVAL floors")
+    extra: dict[str, object] = {}
+    if plan.probe_reads_wanted is not None and plan.probe_reads_paid is not None:
+        wanted, paid = plan.probe_reads_wanted * 60, plan.probe_reads_paid * 60
+        extra = {"schedule": plan.schedule, "probe_reads_per_hour": {"wanted": round(wanted), "paid": round(paid)}}
+        if not plan.pays_every_execution:
+            wait = f" (a result waits {choice.delay:.0f} s on average for its read)" if choice is not None else ""
+            extra["probe_reads"] = (f"the budget pays for {paid:.0f} of the {wanted:.0f} probe-list reads an hour "
+                                    f"that one read per execution would take: it keeps the reads that save the most "
+                                    f"waiting{wait}")
+    event("schedule.plan", reason=reason, projects=projects, budget_per_minute=round(budget, 2),
+          intervals={k: round(v, 1) for k, v in plan.intervals.items()}, stretched=list(plan.stretched),
+          details_per_minute=round(plan.detail_reserve_per_minute, 2), hint=hint, **extra)

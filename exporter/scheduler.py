@@ -3,7 +3,9 @@
 Each unit of work is a `Job` (read one kind, of one project, of one item). The loop waits for the
 next free slot of the budget, and only then picks the most important job that is due, so a probe
 refresh never queues behind inventory that was picked early. It knows kinds (their priority, whether
-they repeat) and intervals (from the plan, through `interval`), and nothing of what a job reads.
+they repeat) and intervals (from the plan, through `interval`), and nothing of what a job reads. A
+policy outside it (the adaptive schedule) may set when a job next comes due (`time_job`), which
+overrides the interval, and keeps a one-item job for another read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from .kinds import KINDS
 FIRST_READ = 10.0
 """Subtracted from a list's priority until it has been read once."""
 DETAILS = KINDS["test_run_details"].priority
+AGED = KINDS["test_runs"].priority - 0.5
+"""Where a detail wanted for longer than the scheduler's `patience` goes: ahead of the run lists."""
+LOOK = KINDS["test_runs"].priority - 0.25
+"""Where a timed look at a running run goes: after aged details, ahead of the run lists, which lose
+nothing by going a slot later (their next read sees every run since)."""
 
 JobKey = tuple[str, str | None, str | None]
 
@@ -33,6 +40,14 @@ class Job:
     running: bool = False
     refreshed: bool = False
     """Has this job succeeded once? Until then its data is missing, not just old."""
+    wanted_since: float | None = None
+    """When its data became wanted (a finished run's detail): it ages from then (see `patience`)."""
+    speculative: bool = False
+    """A look nobody waits for yet: a running run's detail, fetched when the run should have ended."""
+    after: float | None = None
+    """Set by a policy while the job runs: when it comes due again, instead of its interval."""
+    timed: bool = False
+    """Its due time was set by a policy (`time_job`): it matters to the second, not only on average."""
 
     @property
     def key(self) -> JobKey:
@@ -54,10 +69,13 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
 
 
 class Scheduler:
-    def __init__(self, *, limiter: RateLimiter, interval: Callable[[str], float], max_concurrency: int = 4) -> None:
+    def __init__(self, *, limiter: RateLimiter, interval: Callable[[str], float], max_concurrency: int = 4,
+                 patience: float | None = None, hold: bool = False) -> None:
         self._limiter = limiter
         self._interval = interval
         self._max_concurrency = max_concurrency
+        self._patience = patience
+        self._hold = hold
         self.jobs: dict[JobKey, Job] = {}
         self._wake = asyncio.Event()
 
@@ -84,6 +102,18 @@ class Scheduler:
         if job is not None:
             job.due = min(job.due, self.now())
 
+    def time_job(self, key: JobKey, due: float) -> None:
+        """A policy says when the job next comes due; a running job takes it when it finishes."""
+        job = self.jobs.get(key)
+        if job is None:
+            return
+        job.timed = True
+        if job.running:
+            job.after = due
+        elif due != job.due:
+            job.due = due
+            self._wake.set()
+
     def pending(self, resource: str) -> bool:
         return any(k[0] == resource for k in self.jobs)
 
@@ -103,6 +133,12 @@ class Scheduler:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 job = self._pick() or job
+                held = self._held_for(job)
+                if held is not None:
+                    # A more important job comes due before the slot after this one: keep this slot for it.
+                    self._gate.release()
+                    await asyncio.sleep(max(0.0, held - self.now()))
+                    continue
                 if job.running or job.key not in self.jobs:
                     self._gate.release()
                     continue
@@ -117,16 +153,34 @@ class Scheduler:
             await asyncio.gather(*running, return_exceptions=True)
 
     def finish(self, job: Job, started: float) -> None:
-        """A job is done: its slot is free; a one-item job leaves, a periodic one comes due again."""
+        """A job is done: its slot is free; a one-item job leaves, a periodic one comes due again after its
+        interval, and a job a policy timed (`time_job`) comes due when the policy said."""
         self._gate.release()
         if job.key not in self.jobs:
             return
         job.running = False
-        if not job.periodic:
+        after, job.after = job.after, None
+        if after is not None:
+            job.due = max(after, self.now())
+        elif not job.periodic:
             self.jobs.pop(job.key, None)
             return
-        job.due = max(started + self._interval(job.resource), self.now())
+        else:
+            job.due = max(started + self._interval(job.resource), self.now())
         self._wake.set()
+
+    def _held_for(self, job: Job) -> float | None:
+        """With `hold`: when a more important timed job comes due before the budget's next slot would be
+        free after sending `job`, the moment it comes due (the slot waits for it); else None. Only timed
+        jobs are waited for: a periodic list loses nothing by going a slot later."""
+        if not self._hold:
+            return None
+        now = self.now()
+        horizon = now + self._limiter.interval
+        rank = self._rank(job, now)
+        soon = [j.due for j in self.jobs.values()
+                if j.timed and not j.running and now + 1e-3 < j.due < horizon and self._rank(j, j.due) < rank]
+        return min(soon) if soon else None
 
     def _pick(self) -> Job | None:
         now = self.now()
@@ -139,10 +193,15 @@ class Scheduler:
         list is read once, in priority order, before any is refreshed: a tight plan may otherwise fill
         every slot with probe and run-list refreshes and leave the test names, which the run metrics
         carry and readiness waits for, only idle slots. Inventory a whole interval overdue goes above
-        run details, so that a stream of finished runs cannot starve it."""
+        run details, so that a stream of finished runs cannot starve it. With a `patience`, a detail
+        wanted for longer goes above the run lists and inventory, so that no run's detail waits
+        without bound behind them (only probe lists stay ahead)."""
         rank = float(KINDS[job.resource].priority)
         if not job.periodic:
-            return rank
+            waited = now - job.wanted_since if job.wanted_since is not None else 0.0
+            if self._patience is not None and waited > self._patience:
+                return AGED
+            return LOOK if job.speculative else rank
         if not job.refreshed:
             return rank - FIRST_READ
         if rank > DETAILS and now - job.due > self._interval(job.resource):

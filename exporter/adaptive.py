@@ -1,0 +1,187 @@
+"""The schedule's timing: the policy of `timing` applied to the scheduler's jobs.
+
+The poller hands every probe list, run list and run detail it reads to `Schedule`. Whatever
+`CALLMETER_SCHEDULE` says, the schedule learns from them and measures freshness
+(`callmeter_exporter_observation_delay_seconds`). With `adaptive` (the default) it also sets when each
+project's probe list is read next (just after its probes' next results should show, or at the reads
+`timing.choose_reads` keeps when the budget cannot pay for one per execution), and it watches each
+running run whose test has a duration, reading its detail just after it should have ended. With
+`fixed`, every list stays on the plan's clock, as before.
+
+What it has learned is `self.learned` (`timing.Learned`), one plain object.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from .kinds import KINDS
+from .models import Probe, TestRun
+from .planner import Plan
+from .runs import RunTracker
+from .scheduler import Job, JobKey, Scheduler
+from .selfmetrics import ExporterMetrics
+from .snapshot import ProjectData
+from .timing import HORIZON, Choice, Learned, ProbeTimes, RunTimes, choose_reads
+
+PROBES = KINDS["probes"].name
+DETAILS = KINDS["test_run_details"].name
+RECHOOSE = 30.0
+"""While the budget cannot pay for every execution, the reads are chosen again at most this often
+(and after a read that missed a result)."""
+RATE_WINDOW = 1800.0
+HOUR = 3600.0
+WATCHED = frozenset({"RUNNING", "STOPPING"})
+
+
+class Schedule:
+    def __init__(self, *, adaptive: bool, scheduler: Scheduler, runs: RunTracker, metrics: ExporterMetrics,
+                 max_interval: float, fixed_interval: float, now: Callable[[], float], wall: Callable[[], float],
+                 learned: Learned | None = None) -> None:
+        self.adaptive = adaptive
+        self.learned = learned or Learned()
+        self.probes = ProbeTimes(self.learned, max_interval=max_interval)
+        self.watches = RunTimes(self.learned)
+        self._scheduler = scheduler
+        self._runs = runs
+        self._metrics = metrics
+        self._now, self._wall = now, wall
+        self._fixed_interval = fixed_interval
+        self._paid: float | None = None  # probe-list requests a minute; None: every execution
+        self._pages: dict[str, float] = {}
+        self._wanted: dict[str, float] = {}  # project -> probe-list reads an hour its executions want
+        self._choice: Choice | None = None
+        self._chosen_at = float("-inf")
+        self._probe_reads: deque[tuple[float, float]] = deque()  # (Unix time, requests) of the last hour
+        self._watch_reads: deque[float] = deque()
+
+    # -- what the plan needs -------------------------------------------------------------------
+
+    def probe_reads_per_minute(self, pages: Mapping[str, float]) -> float:
+        """Probe-list requests a minute that one read per execution would take (the safety net included)."""
+        self._pages = dict(pages)
+        fixed = 3600 / self._fixed_interval
+        return sum(cost * self._wanted.get(pid, fixed) for pid, cost in pages.items()) / 60
+
+    def watch_reads_per_minute(self) -> float:
+        now = self._wall()
+        while self._watch_reads and self._watch_reads[0] < now - RATE_WINDOW:
+            self._watch_reads.popleft()
+        return len(self._watch_reads) * 60 / RATE_WINDOW
+
+    def use(self, plan: Plan) -> None:
+        """The plan in force: the probe interval of the fixed clock, and what probe lists may spend."""
+        if plan.fixed_probe_interval is not None:
+            self._fixed_interval = plan.fixed_probe_interval
+        paid = None if plan.pays_every_execution else plan.probe_reads_paid
+        if paid != self._paid:
+            self._paid, self._choice = paid, None
+            if self.adaptive:
+                self._time_probes(None)
+
+    @property
+    def choice(self) -> Choice | None:
+        """The reads kept when the budget cannot pay for one per execution (None when it can)."""
+        return self._choice
+
+    def drop(self, project_id: str) -> None:
+        self.probes.drop(project_id)
+        self.watches.prune(project_id, keep=set())
+        self._wanted.pop(project_id, None)
+
+    # -- what the reads showed -----------------------------------------------------------------
+
+    def probes_read(self, project_id: str, probes: tuple[Probe, ...], *, sent: float, seen: float) -> None:
+        read = self.probes.read(project_id, probes, sent=sent, seen=seen)
+        for delay in read.observed:
+            self._metrics.observed(PROBES, delay)
+        self._wanted[project_id] = self.probes.reads_per_hour(project_id, seen, fixed_interval=self._fixed_interval)
+        self._probe_reads.append((seen, self._pages.get(project_id, 1.0)))
+        if self.adaptive:
+            self._time_probes(project_id, rechoose=read.misses > 0)
+
+    def runs_listed(self, data: ProjectData) -> None:
+        self._observe_runs()
+        if not self.adaptive:
+            return
+        project_id = data.project.id
+        durations = {t.id: t.duration_seconds for t in data.tests or () if t.duration_seconds}
+        running = {}
+        for test_id, run in self._runs.of(project_id).latest_runs.items():
+            duration = durations.get(test_id)
+            if run.status in WATCHED and run.started_at is not None and duration:
+                running[run.id] = (test_id, run.started_at, duration)
+        for run_id, (test_id, started_at, duration) in running.items():
+            key: JobKey = (DETAILS, project_id, run_id)
+            if key in self._scheduler.jobs:
+                continue
+            first = self.watches.watch(project_id, run_id, test_id, started_at=started_at, duration=duration)
+            if first is not None:
+                self._scheduler.add(Job(DETAILS, project_id, run_id, due=self._loop(first), speculative=True))
+        reading = {k[2] for k in self._scheduler.jobs if k[0] == DETAILS and k[1] == project_id and k[2]}
+        self.watches.prune(project_id, keep=set(running) | reading)
+
+    def detail_read(self, project_id: str, run: TestRun, *, sent: float, seen: float) -> None:
+        self._observe_runs()
+        if not self.adaptive or not self.watches.watching(run.id):
+            return
+        self._watch_reads.append(seen)
+        again = self.watches.read(run.id, sent=sent, seen=seen, over=run.terminal)
+        if again is not None:
+            self._scheduler.time_job((DETAILS, project_id, run.id), self._loop(again))
+
+    def _observe_runs(self) -> None:
+        wall = self._wall()
+        for ended in self._runs.take_results():
+            self._metrics.observed("test_runs", wall - ended)
+
+    # -- timing the probe lists ----------------------------------------------------------------
+
+    def _loop(self, at: float) -> float:
+        """A Unix time as the scheduler's loop time."""
+        return self._now() + (at - self._wall())
+
+    def _time_probes(self, project_id: str | None, *, rechoose: bool = False) -> None:
+        """Set when the probe lists come due: the one just read (`project_id`), or all of them."""
+        now = self._wall()
+        if self._paid is not None and (rechoose or self._choice is None or now - self._chosen_at > RECHOOSE):
+            self._choose(now)
+        targets = [project_id] if project_id is not None and self._paid is None else list(self.probes.projects)
+        for pid in targets:
+            state = self.probes.projects.get(pid)
+            if state is None or state.read_at is None:
+                continue
+            due = self.probes.next_read(pid, now, fixed_interval=self._fixed_interval)
+            kept = self._choice.reads.get(pid) if self._choice is not None else None
+            if kept is not None:
+                due = next((t for t in kept if t > state.read_at + 0.5), due)
+            self._scheduler.time_job((PROBES, pid, None), self._loop(max(due, self._hour_cap(now))))
+
+    def _choose(self, now: float) -> None:
+        assert self._paid is not None
+        budget = self._paid * HORIZON / 60
+        moments, cost, last_read = {}, {}, {}
+        for pid, state in self.probes.projects.items():
+            pages = self._pages.get(pid, 1.0)
+            found = self.probes.moments(pid, now, now + HORIZON)
+            if not found:  # on the fixed clock, or no probes: paid for before the others are chosen
+                budget -= pages * self._wanted.get(pid, 0.0) * HORIZON / 3600
+                continue
+            moments[pid], cost[pid] = found, pages
+            if state.read_at is not None:
+                last_read[pid] = state.read_at
+        net = max(self.probes.max_interval, self._fixed_interval)
+        self._choice = choose_reads(moments, cost, max(budget, 0.0), last_read=last_read, period=HORIZON,
+                                    max_gap=net)
+        self._chosen_at = now
+
+    def _hour_cap(self, now: float) -> float:
+        """The earliest moment a probe-list read keeps the last hour within what `fixed` would send."""
+        while self._probe_reads and self._probe_reads[0][0] <= now - HOUR:
+            self._probe_reads.popleft()
+        cap = sum(self._pages.values()) * HOUR / self._fixed_interval
+        sent = sum(requests for _, requests in self._probe_reads)
+        if sent < cap or not self._probe_reads:
+            return now
+        return self._probe_reads[0][0] + HOUR

@@ -1,0 +1,488 @@
+"""When CallMeter's data can next change, and so when to read it: the adaptive schedule's policy.
+
+A probe's status changes only when the probe executes, and every probe list item says when that
+is (`nextExecutionAt`, `intervalMinutes`). A run ends near `startedAt + durationSeconds`. This module
+answers "when should this project's probe list next be read" and "when should this running run's
+detail be fetched", and learns, from what each read shows, how long after those moments the data
+really appears. It is pure arithmetic with no event loop: every method takes the times it needs
+(Unix seconds on the exporter's clock; CallMeter's timestamps are on CallMeter's clock).
+
+The delays it learns are measured from a CallMeter timestamp to the moment on our clock at which
+the data was there, so they hold CallMeter's processing time and any constant offset between the
+two clocks at once: a CallMeter clock 30 s ahead simply shows as a delay 30 s shorter.
+
+    Learned        what the schedule has learned: plain dicts of floats, what a state file saves
+    ProbeTimes     per project: the executions awaited, when to read the probe list next, and the
+                   read moments of the next `HORIZON` seconds (what `choose_reads` chooses from)
+    RunTimes       when to fetch a running run's detail, and what the end of each test's runs says
+    choose_reads   the reads to keep when the budget cannot pay for one per execution
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .models import Probe
+
+DEFAULT_PROBE_DELAY = 10.0
+"""Until a probe has been seen, its result is looked for this long after its scheduled execution
+(unless other probes have taught a typical delay): a SIP check rarely takes longer."""
+PROBE_DELAY_BOUNDS = (-120.0, 300.0)
+"""A result that has not shown 5 minutes after its execution is not coming (a stalled probe); a
+clock up to 2 minutes ahead is still absorbed."""
+SEEN_TOLERANCE = 1.5
+"""lastExecutionAt within this of the awaited execution is that execution (timestamps are whole seconds)."""
+RETRY_FIRST = 2.0
+RETRY_MAX = 60.0
+"""After a read that did not show the awaited result yet: look again 2, 4, 8 ... seconds later, at most 60."""
+SHRINK_FIRST = 0.5
+SHRINK_MAX = 16.0
+"""Until a probe's result has once been missing when looked for, each read that finds it already there
+moves the next look this much earlier, doubling with each such read in a row ..."""
+SHRINK_STEADY = 0.25
+"""... and after that, by this much, never earlier than `LATE_GAP` after the latest age it was missing at."""
+LATE_GAP = 1.0
+FORGET = 0.02
+"""Seconds a hit takes off that latest missing age, so that a delay that shrinks is followed, slowly:
+a miss costs a second read, which on a small budget waits for the next free slot."""
+TARGETED = 15.0
+"""A read sent within this many seconds after a result's read moment was the read meant for it."""
+COVER = 3.0
+"""Results of one project due within this many seconds of each other are covered by one read."""
+HORIZON = 1800.0
+"""How far ahead read moments are counted and chosen."""
+MIN_PROBE_INTERVAL = 10.0
+
+DEFAULT_RUN_WINDOW = (0.0, 10.0)
+"""Until a test's runs have been seen ending: from startedAt + durationSeconds, and 10 s after it."""
+RUN_STEP = 10.0
+"""Within a test's window, a running run's detail is fetched every this many seconds."""
+RUN_QUANTILE = 0.05
+RUN_NUDGE = 20.0
+"""The window's ends track the 5th and 95th percentile of when a test's runs end: an end outside
+moves the nearer edge out by 0.95 x 20 s, one inside moves it in by 0.05 x 20 s, so one long
+overrun widens the window by 19 s, not by the overrun."""
+RUN_WATCH_GAP = 300.0
+"""Past the window the gaps double up to this; a run still running beyond it is left to the run lists."""
+RUN_WINDOW_BOUNDS = (-3600.0, 7200.0)
+
+
+def _typical(values: Mapping[str, float], default: float) -> float:
+    """What a new probe or test starts from: the median of what the others taught (the same clocks)."""
+    return statistics.median(values.values()) if values else default
+
+
+def _clamp(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
+
+
+@dataclass
+class Learned:
+    """What the schedule has learned. Plain dicts of floats keyed by probe or test id, so that a
+    state file can save and restore it as it is."""
+
+    probe_delay: dict[str, float] = field(default_factory=dict)
+    """Probe id -> seconds after its scheduled execution (CallMeter's clock) that its result is read."""
+    probe_late: dict[str, float] = field(default_factory=dict)
+    """Probe id -> the latest age at which a result looked for was not there yet (fades by `FORGET` a hit);
+    absent until the first such miss."""
+    probe_streak: dict[str, float] = field(default_factory=dict)
+    """Probe id -> reads in a row that found the result already there."""
+    run_early: dict[str, float] = field(default_factory=dict)
+    """Test id -> seconds after startedAt + durationSeconds that its runs are first looked at ..."""
+    run_late: dict[str, float] = field(default_factory=dict)
+    """... and by which they have usually ended (an overrun shows here)."""
+
+
+# -- probes ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Awaited:
+    """One probe as the project's last probe list showed it."""
+
+    interval: float | None
+    last_at: float | None
+    execution: float | None
+    """The scheduled execution (CallMeter's clock) whose result has not been seen yet."""
+    misses: int = 0
+    """Reads since it was due that did not show it."""
+    missed_at: float = -math.inf
+    """The age of the latest of them."""
+    retry_at: float = 0.0
+
+
+@dataclass
+class ProjectProbes:
+    probes: dict[str, Awaited] = field(default_factory=dict)
+    read_at: float | None = None
+    fallback: bool = False
+    """Some probe has no usable nextExecutionAt: the project is read on the fixed clock."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRead:
+    """What one probe list read taught."""
+
+    observed: list[float]
+    """Per execution that was new: seconds from its lastExecutionAt to the end of this read."""
+    hits: int = 0
+    misses: int = 0
+
+
+class ProbeTimes:
+    def __init__(self, learned: Learned, *, max_interval: float) -> None:
+        self.learned = learned
+        self.max_interval = max_interval
+        self.projects: dict[str, ProjectProbes] = {}
+
+    def drop(self, project_id: str) -> None:
+        self.projects.pop(project_id, None)
+
+    def delay(self, probe_id: str) -> float:
+        value = self.learned.probe_delay.get(probe_id)
+        return value if value is not None else _typical(self.learned.probe_delay, DEFAULT_PROBE_DELAY)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def read(self, project_id: str, probes: Iterable[Probe], *, sent: float, seen: float) -> ProbeRead:
+        """Take a probe list read that was sent at `sent` and answered by `seen` (our clock)."""
+        state = self.projects.setdefault(project_id, ProjectProbes())
+        state.read_at = seen
+        observed: list[float] = []
+        hits = misses = 0
+        known, state.probes, state.fallback = state.probes, {}, False
+        for probe in probes:
+            before = known.get(probe.id)
+            last = probe.last_execution_at
+            if before is not None and last is not None and (before.last_at is None
+                                                            or last > before.last_at + SEEN_TOLERANCE):
+                observed.append(max(0.0, seen - last))
+            awaited = self._awaited(probe, before, sent=sent, seen=seen)
+            if before is not None and before.execution is not None:
+                if awaited.execution != before.execution:
+                    hits += 1
+                elif awaited.misses > before.misses:
+                    misses += 1
+            state.probes[probe.id] = awaited
+            state.fallback = state.fallback or awaited.execution is None
+        return ProbeRead(observed, hits, misses)
+
+    def _awaited(self, probe: Probe, before: Awaited | None, *, sent: float, seen: float) -> Awaited:
+        interval = probe.interval_minutes * 60 if probe.interval_minutes and probe.interval_minutes > 0 else None
+        last, upcoming = probe.last_execution_at, probe.next_execution_at
+        state = Awaited(max(interval, MIN_PROBE_INTERVAL) if interval else None, last, None)
+        if before is not None and before.execution is not None:
+            execution = before.execution
+            if last is not None and last >= execution - SEEN_TOLERANCE:
+                self._hit(probe.id, before, upper=seen - execution, sent_age=sent - execution)
+            elif sent - execution <= PROBE_DELAY_BOUNDS[1]:
+                state.execution, state.misses = execution, before.misses
+                state.missed_at, state.retry_at = before.missed_at, before.retry_at
+                self._not_yet(probe.id, state, age=sent - execution, sent=sent)
+                return state
+            # else it never showed: the probe is not executing as scheduled
+        if upcoming is not None and interval and seen - upcoming <= PROBE_DELAY_BOUNDS[1] and (
+                last is None or upcoming > last + SEEN_TOLERANCE):
+            state.execution = upcoming
+        return state
+
+    def _hit(self, probe_id: str, before: Awaited, *, upper: float, sent_age: float) -> None:
+        """The awaited result was there, at most `upper` seconds after its execution."""
+        learned = self.learned
+        delay = self.delay(probe_id)
+        late = learned.probe_late.get(probe_id, -math.inf)
+        if before.misses:
+            # It showed between the last read that missed it and this one: look 1 to 2 s after that miss.
+            delay = before.missed_at + max(LATE_GAP, min((upper - before.missed_at) / 2, 2 * LATE_GAP))
+            learned.probe_streak[probe_id] = 0
+        elif delay - 0.5 <= sent_age <= delay + TARGETED:  # the read meant for it: try earlier next time
+            streak = learned.probe_streak.get(probe_id, 0) + 1
+            learned.probe_streak[probe_id] = streak
+            descending = math.isinf(late)
+            shrink = min(SHRINK_MAX, SHRINK_FIRST * 2 ** (streak - 1)) if descending else SHRINK_STEADY
+            delay = max(late + LATE_GAP, delay - shrink)
+            late -= FORGET
+        elif upper < delay:  # a read for something else found it there early
+            delay, late = upper, min(late, upper - LATE_GAP)
+        learned.probe_delay[probe_id] = _clamp(delay, PROBE_DELAY_BOUNDS)
+        if math.isfinite(late):
+            learned.probe_late[probe_id] = late
+
+    def _not_yet(self, probe_id: str, state: Awaited, *, age: float, sent: float) -> None:
+        """A read `age` seconds after the awaited execution did not show its result. Only a read at or
+        after its read moment is a miss: a read for another probe, earlier, says little."""
+        if age < self.delay(probe_id) - 0.5:
+            return
+        learned = self.learned
+        learned.probe_late[probe_id] = max(learned.probe_late.get(probe_id, -math.inf), age)
+        state.misses += 1
+        state.missed_at = age
+        state.retry_at = sent + min(RETRY_MAX, RETRY_FIRST * 2 ** (state.misses - 1))
+        learned.probe_streak[probe_id] = 0
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def moments(self, project_id: str, start: float, end: float) -> list[tuple[float, float]]:
+        """(when, executions) of the reads that would show each awaited and scheduled result in
+        [start, end), nearby ones covered by one read; empty for a project on the fixed clock."""
+        state = self.projects.get(project_id)
+        if state is None or state.fallback:
+            return []
+        due: list[float] = []
+        for probe_id, probe in state.probes.items():
+            if probe.execution is None or probe.interval is None:
+                continue
+            delay = self.delay(probe_id)
+            due.append(max(start, probe.retry_at if probe.misses else probe.execution + delay))
+            at = probe.execution + probe.interval + delay
+            while at < end:
+                if at >= start:
+                    due.append(at)
+                at += probe.interval
+        return cover(sorted(due))
+
+    def next_read(self, project_id: str, now: float, *, fixed_interval: float) -> float:
+        """When to read the project's probe list next, if the budget pays for every execution."""
+        state = self.projects.get(project_id)
+        if state is None or state.read_at is None:
+            return now
+        net = state.read_at + max(self.max_interval, fixed_interval)
+        if state.fallback:
+            return max(now, min(net, state.read_at + fixed_interval))
+        moments = self.moments(project_id, now, now + COVER + 1)
+        return max(now, min(net, moments[0][0] if moments else math.inf))
+
+    def reads_per_hour(self, project_id: str, now: float, *, fixed_interval: float) -> float:
+        """Reads an hour this project's executions want, the safety net included."""
+        state = self.projects.get(project_id)
+        net = max(self.max_interval, fixed_interval)
+        if state is None or state.fallback:
+            return 3600 / fixed_interval
+        moments = [t for t, _ in self.moments(project_id, now, now + HORIZON)]
+        if not moments:
+            return 3600 / net
+        gaps = [b - a for a, b in zip([now, *moments], [*moments, now + HORIZON], strict=True)]
+        return (len(moments) + sum(max(0, math.ceil(g / net) - 1) for g in gaps)) * 3600 / HORIZON
+
+
+def cover(times: Sequence[float]) -> list[tuple[float, float]]:
+    """Sorted due times into (read at, results it shows): one read for those within COVER of the first."""
+    out: list[tuple[float, float]] = []
+    first = -math.inf
+    for at in times:
+        if out and at - first <= COVER:
+            out[-1] = (at, out[-1][1] + 1)
+        else:
+            out.append((at, 1.0))
+            first = at
+    return out
+
+
+# -- choosing reads when the budget is short -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    reads: dict[str, list[float]]
+    """Project -> the read moments kept, in order."""
+    wanted: int
+    """Read moments the executions wanted (before any was dropped)."""
+    kept: int
+    delay: float
+    """Mean seconds an execution's result waits past its own read moment for the read that shows it."""
+
+
+@dataclass(eq=False)
+class _Read:
+    at: float
+    weight: float
+    prev: _Read | None = None
+    next: _Read | None = None
+    version: int = 0
+    alive: bool = True
+
+
+class _Chain:
+    """One project's reads, in order; the reads of the next period follow the last (schedules repeat)."""
+
+    def __init__(self, reads: Sequence[tuple[float, float]], *, cost: float, last_read: float | None,
+                 period: float) -> None:
+        self.cost, self.period = max(cost, 1e-9), period
+        self.last_read = last_read
+        self.nodes = [_Read(at, weight) for at, weight in reads]
+        for a, b in zip(self.nodes, self.nodes[1:], strict=False):
+            a.next, b.prev = b, a
+        self.head: _Read | None = self.nodes[0] if self.nodes else None
+        self.tail: _Read | None = self.nodes[-1] if self.nodes else None
+
+    def following(self, read: _Read) -> tuple[float, _Read | None]:
+        if read.next is not None:
+            return read.next.at, read.next
+        head = self.head if self.head is not read else None
+        return (head.at + self.period, head) if head is not None else (read.at + self.period, None)
+
+    def price(self, read: _Read, max_gap: float) -> float:
+        """The wait its executions would add, per request saved, if this read were dropped."""
+        following, _ = self.following(read)
+        before = read.prev.at if read.prev is not None else self.last_read
+        if before is None or following - before > max_gap:
+            return math.inf
+        return read.weight * (following - read.at) / self.cost
+
+    def drop(self, read: _Read) -> list[_Read]:
+        """Drop a read; its executions go to the next; returns the reads whose price changed."""
+        _, heir = self.following(read)
+        read.alive = False
+        if heir is not None:
+            heir.weight += read.weight
+        if read.prev is not None:
+            read.prev.next = read.next
+        if read.next is not None:
+            read.next.prev = read.prev
+        if self.head is read:
+            self.head = read.next
+        if self.tail is read:
+            self.tail = read.prev
+        return [r for r in (read.prev, read.next, self.head, self.tail) if r is not None]
+
+    def kept(self) -> list[float]:
+        return [n.at for n in self.nodes if n.alive]
+
+
+def choose_reads(moments: Mapping[str, Sequence[tuple[float, float]]], cost: Mapping[str, float], budget: float,
+                 *, last_read: Mapping[str, float], period: float, max_gap: float) -> Choice:
+    """Of every project's read moments (when, executions shown) over one `period`, keep the reads that
+    minimise the executions' total wait within `budget` requests (a read costs `cost[project]`):
+    drop, one at a time, the read whose executions would wait least, per request saved, for the
+    project's next read, but never leave a project unread for more than `max_gap` (from
+    `last_read[project]`, then from each kept read)."""
+    chains = {p: _Chain(reads, cost=cost.get(p, 1.0), last_read=last_read.get(p), period=period)
+              for p, reads in moments.items() if reads}
+    heap: list[tuple[float, int, str, int, _Read]] = []
+    serial = 0
+
+    def push(project: str, read: _Read) -> None:
+        nonlocal serial
+        read.version += 1
+        serial += 1
+        heapq.heappush(heap, (chains[project].price(read, max_gap), serial, project, read.version, read))
+
+    spent = sum(chain.cost * len(chain.nodes) for chain in chains.values())
+    executions = sum(n.weight for chain in chains.values() for n in chain.nodes)
+    for project, chain in chains.items():
+        for node in chain.nodes:
+            push(project, node)
+    waited = 0.0
+    while spent > budget and heap:
+        loss, _, project, version, read = heapq.heappop(heap)
+        if not read.alive or version != read.version:
+            continue
+        if math.isinf(loss):
+            break
+        chain = chains[project]
+        spent -= chain.cost
+        waited += loss * chain.cost
+        for changed in chain.drop(read):
+            push(project, changed)
+    reads = {p: chain.kept() for p, chain in chains.items()}
+    return Choice(reads, sum(len(c.nodes) for c in chains.values()), sum(len(r) for r in reads.values()),
+                  waited / executions if executions else 0.0)
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    project_id: str
+    test_id: str
+    ends: float
+    """startedAt + durationSeconds (CallMeter's clock)."""
+    running_at: float = -math.inf
+    """The age of the latest read that found it still running."""
+    first_sent: float | None = None
+    reads: int = 0
+    active: bool = True
+    """False once left to the run lists (still running long after its window)."""
+
+
+class RunTimes:
+    """When to fetch a running run's detail, from its test's duration and how its runs have ended."""
+
+    def __init__(self, learned: Learned, *, step: float = RUN_STEP) -> None:
+        self.learned = learned
+        self.step = step
+        self.watches: dict[str, Watch] = {}
+
+    def window(self, test_id: str) -> tuple[float, float]:
+        """(first look, usual end): seconds after startedAt + durationSeconds."""
+        early = self.learned.run_early.get(test_id)
+        late = self.learned.run_late.get(test_id)
+        if early is None or late is None:
+            early = _typical(self.learned.run_early, DEFAULT_RUN_WINDOW[0])
+            late = _typical(self.learned.run_late, DEFAULT_RUN_WINDOW[1])
+        return early, max(early, late)
+
+    def watch(self, project_id: str, run_id: str, test_id: str, *, started_at: float, duration: float
+              ) -> float | None:
+        """Watch a running run; returns when to fetch its detail first (None: it was left to the run lists)."""
+        watch = self.watches.get(run_id)
+        if watch is None:
+            watch = self.watches[run_id] = Watch(project_id, test_id, started_at + duration)
+        if not watch.active:
+            return None
+        return watch.ends + self.window(test_id)[0]
+
+    def watching(self, run_id: str) -> bool:
+        watch = self.watches.get(run_id)
+        return watch is not None and watch.active
+
+    def prune(self, project_id: str, *, keep: set[str]) -> None:
+        """Forget the project's watches of runs other than `keep` (still running, or still to be read)."""
+        for run_id in [r for r, w in self.watches.items() if w.project_id == project_id and r not in keep]:
+            del self.watches[run_id]
+
+    def read(self, run_id: str, *, sent: float, seen: float, over: bool) -> float | None:
+        """A detail read of a watched run: learn from it when it is `over` (a terminal status), else
+        say when to look again (None: leave it to the run lists)."""
+        watch = self.watches.get(run_id)
+        if watch is None or not watch.active:
+            return None
+        watch.reads += 1
+        if watch.first_sent is None:
+            watch.first_sent = sent
+        early, late = self.window(watch.test_id)
+        if over:
+            self._ended(watch, early, late, upper=seen - watch.ends, first_sent=watch.first_sent)
+            del self.watches[run_id]
+            return None
+        age = sent - watch.ends
+        watch.running_at = max(watch.running_at, age)
+        if age < late:
+            return sent + min(self.step, max(late - age, 1.0))
+        gap = max(self.step, age - late)
+        if gap > RUN_WATCH_GAP:
+            watch.active = False
+            return None
+        return sent + gap
+
+    def _ended(self, watch: Watch, early: float, late: float, *, upper: float, first_sent: float) -> None:
+        """Move the window's edges toward the 5th and 95th percentile of when the test's runs end."""
+        lower = watch.running_at
+        nudge = RUN_NUDGE
+        if math.isinf(lower):
+            if first_sent - watch.ends > early + self.step:
+                return  # over at a late first look: it may have ended any time before, which says nothing
+            early -= (1 - RUN_QUANTILE) * nudge  # over at a timely first look: runs end earlier
+            ended = upper
+        else:
+            early += RUN_QUANTILE * nudge if lower > early else 0.0
+            ended = (lower + upper) / 2
+        late += (1 - RUN_QUANTILE) * nudge if ended > late else -RUN_QUANTILE * nudge
+        self.learned.run_early[watch.test_id] = _clamp(early, RUN_WINDOW_BOUNDS)
+        self.learned.run_late[watch.test_id] = _clamp(max(late, early), RUN_WINDOW_BOUNDS)
