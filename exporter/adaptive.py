@@ -30,6 +30,12 @@ DETAILS = KINDS["test_run_details"].name
 RECHOOSE = 30.0
 """While the budget cannot pay for every execution, the reads are chosen again at most this often
 (and after a read that missed a result)."""
+UNDER_FIXED = 0.99
+"""Probe lists earn credit at this share of the rate `fixed` would read them at, so that small slips
+(a read that waited for a slot) cannot take the adaptive schedule above `fixed`."""
+EMPTY_WEIGHT = 0.02
+"""Weight of each read in the running share of reads that showed nothing awaited: the part of the
+credit kept back for reads no plan foresees (a second look after a miss)."""
 RATE_WINDOW = 1800.0
 HOUR = 3600.0
 WATCHED = frozenset({"RUNNING", "STOPPING"})
@@ -48,12 +54,14 @@ class Schedule:
         self._metrics = metrics
         self._now, self._wall = now, wall
         self._fixed_interval = fixed_interval
-        self._paid: float | None = None  # probe-list requests a minute; None: every execution
+        self._rate = 0.0  # probe-list requests a second the adaptive schedule earns credit at
+        self._balance = 0.0  # requests it may send before it reads more than `fixed` would have
+        self._balance_at: float | None = None
         self._pages: dict[str, float] = {}
         self._wanted: dict[str, float] = {}  # project -> probe-list reads an hour its executions want
+        self._empty = 0.0  # share of recent probe-list reads that showed no awaited result (misses, mostly)
         self._choice: Choice | None = None
         self._chosen_at = float("-inf")
-        self._probe_reads: deque[tuple[float, float]] = deque()  # (Unix time, requests) of the last hour
         self._watch_reads: deque[float] = deque()
 
     # -- what the plan needs -------------------------------------------------------------------
@@ -71,18 +79,23 @@ class Schedule:
         return len(self._watch_reads) * 60 / RATE_WINDOW
 
     def use(self, plan: Plan) -> None:
-        """The plan in force: the probe interval of the fixed clock, and what probe lists may spend."""
+        """The plan in force: the probe interval of the fixed clock, and the rate at which probe lists
+        earn credit: `UNDER_FIXED` times what `fixed` would send where the plan pays for a read per
+        execution (reads that missed a result, and learning, take from the margin), else what it pays."""
         if plan.fixed_probe_interval is not None:
             self._fixed_interval = plan.fixed_probe_interval
-        paid = None if plan.pays_every_execution else plan.probe_reads_paid
-        if paid != self._paid:
-            self._paid, self._choice = paid, None
+        fixed = UNDER_FIXED * sum(self._pages.values()) / self._fixed_interval
+        paid = plan.probe_reads_paid
+        rate = fixed if plan.pays_every_execution or paid is None else min(fixed, paid / 60)
+        if abs(rate - self._rate) > 1e-9:
+            self._accrue(self._wall())
+            self._rate, self._choice = rate, None
             if self.adaptive:
                 self._time_probes(None)
 
     @property
     def choice(self) -> Choice | None:
-        """The reads kept when the budget cannot pay for one per execution (None when it can)."""
+        """The reads kept when the credit cannot pay for one per execution (None when it can)."""
         return self._choice
 
     def drop(self, project_id: str) -> None:
@@ -96,8 +109,13 @@ class Schedule:
         read = self.probes.read(project_id, probes, sent=sent, seen=seen)
         for delay in read.observed:
             self._metrics.observed(PROBES, delay)
+        first = project_id not in self._wanted
         self._wanted[project_id] = self.probes.reads_per_hour(project_id, seen, fixed_interval=self._fixed_interval)
-        self._probe_reads.append((seen, self._pages.get(project_id, 1.0)))
+        pages = self._pages.get(project_id, 1.0)
+        self._accrue(seen)
+        # A project's first read is one `fixed` makes too: it costs no credit.
+        self._balance -= 0.0 if first else pages
+        self._empty += EMPTY_WEIGHT * ((read.hits == 0) - self._empty)
         if self.adaptive:
             self._time_probes(project_id, rechoose=read.misses > 0)
 
@@ -127,7 +145,12 @@ class Schedule:
         if not self.adaptive or not self.watches.watching(run.id):
             return
         self._watch_reads.append(seen)
-        again = self.watches.read(run.id, sent=sent, seen=seen, over=run.terminal)
+        summary = run.summary
+        progress = None
+        if summary is not None and summary.registered_count and summary.completed_count is not None:
+            progress = summary.completed_count / summary.registered_count
+        again = self.watches.read(run.id, sent=sent, seen=seen, over=run.terminal, progress=progress,
+                                  started_at=run.started_at)
         if again is not None:
             self._scheduler.time_job((DETAILS, project_id, run.id), self._loop(again))
 
@@ -143,11 +166,18 @@ class Schedule:
         return self._now() + (at - self._wall())
 
     def _time_probes(self, project_id: str | None, *, rechoose: bool = False) -> None:
-        """Set when the probe lists come due: the one just read (`project_id`), or all of them."""
+        """Set when the probe lists come due: the one just read (`project_id`), or all of them. While the
+        credit pays for a read per execution (and the safety net) over the next `HORIZON`, each project
+        is read at its own next results; otherwise at the reads `choose_reads` keeps within the credit."""
         now = self._wall()
-        if self._paid is not None and (rechoose or self._choice is None or now - self._chosen_at > RECHOOSE):
-            self._choose(now)
-        targets = [project_id] if project_id is not None and self._paid is None else list(self.probes.projects)
+        self._accrue(now)
+        credit = (self._balance + self._rate * HORIZON) * (1 - self._empty)
+        wanted = sum(self._pages.get(p, 1.0) * w for p, w in self._wanted.items()) * HORIZON / HOUR
+        if wanted <= credit:
+            self._choice = None
+        elif rechoose or self._choice is None or now - self._chosen_at > RECHOOSE:
+            self._choose(now, credit)
+        targets = [project_id] if project_id is not None and self._choice is None else list(self.probes.projects)
         for pid in targets:
             state = self.probes.projects.get(pid)
             if state is None or state.read_at is None:
@@ -156,17 +186,16 @@ class Schedule:
             kept = self._choice.reads.get(pid) if self._choice is not None else None
             if kept is not None:
                 due = next((t for t in kept if t > state.read_at + 0.5), due)
-            self._scheduler.time_job((PROBES, pid, None), self._loop(max(due, self._hour_cap(now))))
+            self._scheduler.time_job((PROBES, pid, None), self._loop(due))
 
-    def _choose(self, now: float) -> None:
-        assert self._paid is not None
-        budget = self._paid * HORIZON / 60
+    def _choose(self, now: float, credit: float) -> None:
+        budget = credit
         moments, cost, last_read = {}, {}, {}
         for pid, state in self.probes.projects.items():
             pages = self._pages.get(pid, 1.0)
             found = self.probes.moments(pid, now, now + HORIZON)
             if not found:  # on the fixed clock, or no probes: paid for before the others are chosen
-                budget -= pages * self._wanted.get(pid, 0.0) * HORIZON / 3600
+                budget -= pages * self._wanted.get(pid, 0.0) * HORIZON / HOUR
                 continue
             moments[pid], cost[pid] = found, pages
             if state.read_at is not None:
@@ -176,12 +205,8 @@ class Schedule:
                                     max_gap=net)
         self._chosen_at = now
 
-    def _hour_cap(self, now: float) -> float:
-        """The earliest moment a probe-list read keeps the last hour within what `fixed` would send."""
-        while self._probe_reads and self._probe_reads[0][0] <= now - HOUR:
-            self._probe_reads.popleft()
-        cap = sum(self._pages.values()) * HOUR / self._fixed_interval
-        sent = sum(requests for _, requests in self._probe_reads)
-        if sent < cap or not self._probe_reads:
-            return now
-        return self._probe_reads[0][0] + HOUR
+    def _accrue(self, now: float) -> None:
+        """Credit earned since the last look, up to an hour's worth (a quiet hour is not saved up for a burst)."""
+        if self._balance_at is not None and now > self._balance_at:
+            self._balance = min(self._balance + self._rate * (now - self._balance_at), self._rate * HOUR)
+        self._balance_at = now if self._balance_at is None else max(now, self._balance_at)

@@ -25,6 +25,8 @@ from .kinds import KINDS, PERIODIC, Kind
 DETAIL_HEADROOM = 1.25
 """The detail reserve is this many times the rate at which details are wanted: runs finish in bursts,
 and a queue drains only with room to spare."""
+DETAIL_DRAIN = 120.0
+"""Adaptive: the reserve is also at least what fetches the details pending now within this many seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ def plan_for(inventory: Inventory, floors: Floors, budget_per_minute: float, det
 
 
 def adaptive_plan(inventory: Inventory, floors: Floors, budget_per_minute: float, *, details_per_minute: float,
-                  probe_reads_per_minute: float, safety_interval: float) -> Plan:
+                  probe_reads_per_minute: float, safety_interval: float, details_pending: int = 0) -> Plan:
     """The plan when probe lists are read when their probes execute (`CALLMETER_SCHEDULE=adaptive`).
 
     Probe lists want `probe_reads_per_minute` requests (one read per execution or group of close ones,
@@ -174,7 +176,8 @@ def adaptive_plan(inventory: Inventory, floors: Floors, budget_per_minute: float
     up to half the budget, taken from everything but what the inventory needs at its slowest (probe
     lists every `safety_interval`, run lists and inventory at their ceilings): a detail must not wait
     for a lull that a busy account never has. The periodic classes share what is left, in priority
-    order, as in the fixed plan."""
+    order, as in the fixed plan. The reserve is at least what fetches the `details_pending` within
+    `DETAIL_DRAIN` (a cold start's catch-up, a burst of finished runs)."""
     fixed = plan_for(inventory, floors, budget_per_minute, details_per_minute)
     probes = KINDS["probes"]
     cost = inventory.cost(probes)
@@ -183,7 +186,8 @@ def adaptive_plan(inventory: Inventory, floors: Floors, budget_per_minute: float
     slowest = {d.resource: d.ceiling for d in demands(inventory, floors)}
     slowest[probes.name] = max(safety_interval, fixed.intervals[probes.name])
     least = sum(d.requests * 60 / slowest[d.resource] for d in demands(inventory, floors))
-    reserve = max(0.0, min(DETAIL_HEADROOM * details_per_minute, budget_per_minute - least, budget_per_minute / 2))
+    wanted_details = max(DETAIL_HEADROOM * details_per_minute, details_pending * 60 / DETAIL_DRAIN)
+    reserve = max(0.0, min(wanted_details, budget_per_minute - least, budget_per_minute / 2))
     floor = cost * 60 / wanted if wanted > 0 else slowest[probes.name]
     timed = [replace(d, floor=floor, ceiling=max(d.ceiling, floor)) if d.resource == probes.name else d
              for d in demands(inventory, floors)]

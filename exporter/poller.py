@@ -160,7 +160,8 @@ class Poller:
             plan = adaptive_plan(inventory, self._floors, budget,
                                  details_per_minute=details + self.schedule.watch_reads_per_minute(),
                                  probe_reads_per_minute=self.schedule.probe_reads_per_minute(probe_pages),
-                                 safety_interval=self.schedule.probes.max_interval)
+                                 safety_interval=self.schedule.probes.max_interval,
+                                 details_pending=self.runs.details_pending)
         else:
             plan = plan_for(inventory, self._floors, budget, details_per_minute=details)
         grew = inventory.grew_since(self._planned_for)

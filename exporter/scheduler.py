@@ -23,6 +23,8 @@ FIRST_READ = 10.0
 DETAILS = KINDS["test_run_details"].priority
 AGED = KINDS["test_runs"].priority - 0.5
 """Where a detail wanted for longer than the scheduler's `patience` goes: ahead of the run lists."""
+OVERDUE = AGED - 0.25
+"""With a `patience`: where a list overdue by a whole interval goes, ahead of aged details."""
 LOOK = KINDS["test_runs"].priority - 0.25
 """Where a timed look at a running run goes: after aged details, ahead of the run lists, which lose
 nothing by going a slot later (their next read sees every run since)."""
@@ -172,9 +174,10 @@ class Scheduler:
     def _held_for(self, job: Job) -> float | None:
         """With `hold`: when a more important timed job comes due before the budget's next slot would be
         free after sending `job`, the moment it comes due (the slot waits for it); else None. Only timed
-        jobs are waited for: a periodic list loses nothing by going a slot later."""
-        if not self._hold:
-            return None
+        jobs are waited for, and only an untimed job waits: a periodic list loses nothing by going a
+        slot later."""
+        if not self._hold or job.timed:
+            return None  # a timed job due now is as urgent as the one coming: it goes
         now = self.now()
         horizon = now + self._limiter.interval
         rank = self._rank(job, now)
@@ -195,7 +198,8 @@ class Scheduler:
         carry and readiness waits for, only idle slots. Inventory a whole interval overdue goes above
         run details, so that a stream of finished runs cannot starve it. With a `patience`, a detail
         wanted for longer goes above the run lists and inventory, so that no run's detail waits
-        without bound behind them (only probe lists stay ahead)."""
+        without bound behind them (only probe lists stay ahead), and a list overdue by a whole
+        interval goes above those details in turn."""
         rank = float(KINDS[job.resource].priority)
         if not job.periodic:
             waited = now - job.wanted_since if job.wanted_since is not None else 0.0
@@ -204,7 +208,10 @@ class Scheduler:
             return LOOK if job.speculative else rank
         if not job.refreshed:
             return rank - FIRST_READ
-        if rank > DETAILS and now - job.due > self._interval(job.resource):
+        overdue = now - job.due > self._interval(job.resource)
+        if overdue and self._patience is not None and rank > OVERDUE:
+            return OVERDUE
+        if overdue and rank > DETAILS:
             return DETAILS - 0.5
         return rank
 

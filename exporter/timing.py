@@ -30,7 +30,8 @@ from .models import Probe
 
 DEFAULT_PROBE_DELAY = 10.0
 """Until a probe has been seen, its result is looked for this long after its scheduled execution
-(unless other probes have taught a typical delay): a SIP check rarely takes longer."""
+(unless other probes have taught a typical delay, or CallMeter's clock is seen to be off): a SIP
+check rarely takes longer."""
 PROBE_DELAY_BOUNDS = (-120.0, 300.0)
 """A result that has not shown 5 minutes after its execution is not coming (a stalled probe); a
 clock up to 2 minutes ahead is still absorbed."""
@@ -38,17 +39,21 @@ SEEN_TOLERANCE = 1.5
 """lastExecutionAt within this of the awaited execution is that execution (timestamps are whole seconds)."""
 RETRY_FIRST = 2.0
 RETRY_MAX = 60.0
-"""After a read that did not show the awaited result yet: look again 2, 4, 8 ... seconds later, at most 60."""
+"""After a read that did not show the awaited result yet: look again 2, 4, 8 ... seconds later, at most 60 ..."""
+RETRY_MERGE = 8.0
+"""... unless the project's probe list is read within this many seconds after that anyway."""
 SHRINK_FIRST = 0.5
-SHRINK_MAX = 16.0
+SHRINK_MAX = 2.0
 """Until a probe's result has once been missing when looked for, each read that finds it already there
 moves the next look this much earlier, doubling with each such read in a row ..."""
-SHRINK_STEADY = 0.25
+SHRINK_STEADY = 0.05
 """... and after that, by this much, never earlier than `LATE_GAP` after the latest age it was missing at."""
-LATE_GAP = 1.0
-FORGET = 0.02
-"""Seconds a hit takes off that latest missing age, so that a delay that shrinks is followed, slowly:
-a miss costs a second read, which on a small budget waits for the next free slot."""
+LATE_GAP = 1.5
+MISS_LEAD = 2.5
+FORGET = 0.005
+"""Seconds a hit takes off that latest missing age, so that a delay that shrinks is followed, slowly
+(a second an hour for a probe executing every 18 s): a miss costs a second read, which on a small
+budget waits for the next free slot, and may cost an execution's read elsewhere."""
 TARGETED = 15.0
 """A read sent within this many seconds after a result's read moment was the read meant for it."""
 COVER = 3.0
@@ -57,8 +62,9 @@ HORIZON = 1800.0
 """How far ahead read moments are counted and chosen."""
 MIN_PROBE_INTERVAL = 10.0
 
-DEFAULT_RUN_WINDOW = (0.0, 10.0)
-"""Until a test's runs have been seen ending: from startedAt + durationSeconds, and 10 s after it."""
+DEFAULT_RUN_WINDOW = (0.0, 0.05)
+"""Until any test's runs have been seen ending: from startedAt + durationSeconds to 5 % of the duration
+after it (in fractions of the duration)."""
 RUN_STEP = 10.0
 """Within a test's window, a running run's detail is fetched every this many seconds."""
 RUN_QUANTILE = 0.05
@@ -67,8 +73,18 @@ RUN_NUDGE = 20.0
 moves the nearer edge out by 0.95 x 20 s, one inside moves it in by 0.05 x 20 s, so one long
 overrun widens the window by 19 s, not by the overrun."""
 RUN_WATCH_GAP = 300.0
-"""Past the window the gaps double up to this; a run still running beyond it is left to the run lists."""
-RUN_WINDOW_BOUNDS = (-3600.0, 7200.0)
+"""Past the window the gaps grow up to this; a run still running beyond it is left to the run lists."""
+PROGRESS_RANGE = (0.02, 0.995)
+"""A running run's detail whose summary shows this share of its endpoints done says when it will end:
+startedAt + (time so far) / share. Outside this range (nothing done yet, or all but done) it says little."""
+RUN_TAIL = 3.0
+"""Seconds after the end the progress foretells that the run's detail is read (its result takes a moment)."""
+RUN_RETRY = 5.0
+RUN_REFINE = 180.0
+"""A forecast further off than this (a long overrun seen early) is checked once more at 90 % of the way."""
+"""A run still running when its progress said it would be over is looked at again this much later."""
+RUN_WINDOW_BOUNDS = (-1.0, 4.0)
+"""In fractions of the duration: from a run that ends in no time to one four times as long."""
 
 
 def _typical(values: Mapping[str, float], default: float) -> float:
@@ -93,9 +109,10 @@ class Learned:
     probe_streak: dict[str, float] = field(default_factory=dict)
     """Probe id -> reads in a row that found the result already there."""
     run_early: dict[str, float] = field(default_factory=dict)
-    """Test id -> seconds after startedAt + durationSeconds that its runs are first looked at ..."""
+    """Test id -> when its runs are first looked at, after startedAt + durationSeconds, in fractions of
+    durationSeconds ..."""
     run_late: dict[str, float] = field(default_factory=dict)
-    """... and by which they have usually ended (an overrun shows here)."""
+    """... and by when they have usually ended (overruns show here)."""
 
 
 # -- probes ----------------------------------------------------------------------------------------
@@ -139,13 +156,30 @@ class ProbeTimes:
         self.learned = learned
         self.max_interval = max_interval
         self.projects: dict[str, ProjectProbes] = {}
+        self.offset = (-math.inf, math.inf)
+        """Bounds on how far CallMeter's clock is ahead of ours, from the timestamps it lists: a
+        lastExecutionAt is no later than now on its clock, a nextExecutionAt no earlier."""
 
     def drop(self, project_id: str) -> None:
         self.projects.pop(project_id, None)
 
     def delay(self, probe_id: str) -> float:
         value = self.learned.probe_delay.get(probe_id)
-        return value if value is not None else _typical(self.learned.probe_delay, DEFAULT_PROBE_DELAY)
+        if value is not None:
+            return value
+        if self.learned.probe_delay:
+            return _typical(self.learned.probe_delay, DEFAULT_PROBE_DELAY)
+        # A clock seen to be ahead shows results earlier on CallMeter's timestamps; one behind, later.
+        low, high = self.offset
+        return min(max(DEFAULT_PROBE_DELAY, -high), DEFAULT_PROBE_DELAY - low)
+
+    def _clock(self, probe: Probe, *, sent: float) -> None:
+        low, high = self.offset
+        if probe.last_execution_at is not None:
+            low = max(low, probe.last_execution_at - sent)
+        if probe.next_execution_at is not None:
+            high = min(high, probe.next_execution_at - sent)
+        self.offset = (low, high) if high >= low else (low, math.inf)
 
     # -- learning ------------------------------------------------------------------------------
 
@@ -156,6 +190,9 @@ class ProbeTimes:
         observed: list[float] = []
         hits = misses = 0
         known, state.probes, state.fallback = state.probes, {}, False
+        probes = list(probes)
+        for probe in probes:
+            self._clock(probe, sent=sent)
         for probe in probes:
             before = known.get(probe.id)
             last = probe.last_execution_at
@@ -197,8 +234,9 @@ class ProbeTimes:
         delay = self.delay(probe_id)
         late = learned.probe_late.get(probe_id, -math.inf)
         if before.misses:
-            # It showed between the last read that missed it and this one: look 1 to 2 s after that miss.
-            delay = before.missed_at + max(LATE_GAP, min((upper - before.missed_at) / 2, 2 * LATE_GAP))
+            # It showed between the last read that missed it and this one: look then, or at most
+            # `MISS_LEAD` after that miss (one more miss narrows it further).
+            delay = before.missed_at + min(upper - before.missed_at, MISS_LEAD)
             learned.probe_streak[probe_id] = 0
         elif delay - 0.5 <= sent_age <= delay + TARGETED:  # the read meant for it: try earlier next time
             streak = learned.probe_streak.get(probe_id, 0) + 1
@@ -234,16 +272,20 @@ class ProbeTimes:
         if state is None or state.fallback:
             return []
         due: list[float] = []
+        retries: list[float] = []
         for probe_id, probe in state.probes.items():
             if probe.execution is None or probe.interval is None:
                 continue
             delay = self.delay(probe_id)
-            due.append(max(start, probe.retry_at if probe.misses else probe.execution + delay))
+            (retries if probe.misses else due).append(max(start, probe.retry_at if probe.misses
+                                                          else probe.execution + delay))
             at = probe.execution + probe.interval + delay
             while at < end:
                 if at >= start:
                     due.append(at)
                 at += probe.interval
+        # A look again after a miss is left out when a read comes soon anyway.
+        due += [at for at in retries if not any(at <= other <= at + RETRY_MERGE for other in due)]
         return cover(sorted(due))
 
     def next_read(self, project_id: str, now: float, *, fixed_interval: float) -> float:
@@ -403,6 +445,7 @@ class Watch:
     test_id: str
     ends: float
     """startedAt + durationSeconds (CallMeter's clock)."""
+    duration: float
     running_at: float = -math.inf
     """The age of the latest read that found it still running."""
     first_sent: float | None = None
@@ -412,31 +455,34 @@ class Watch:
 
 
 class RunTimes:
-    """When to fetch a running run's detail, from its test's duration and how its runs have ended."""
+    """When to fetch a running run's detail, from its test's duration and how its runs have ended.
+
+    A test's window is learned in fractions of its `durationSeconds` (runs of a longer test overrun by
+    more), so that a test not seen ending yet starts from what the others taught."""
 
     def __init__(self, learned: Learned, *, step: float = RUN_STEP) -> None:
         self.learned = learned
         self.step = step
         self.watches: dict[str, Watch] = {}
 
-    def window(self, test_id: str) -> tuple[float, float]:
+    def window(self, test_id: str, duration: float) -> tuple[float, float]:
         """(first look, usual end): seconds after startedAt + durationSeconds."""
         early = self.learned.run_early.get(test_id)
         late = self.learned.run_late.get(test_id)
         if early is None or late is None:
             early = _typical(self.learned.run_early, DEFAULT_RUN_WINDOW[0])
             late = _typical(self.learned.run_late, DEFAULT_RUN_WINDOW[1])
-        return early, max(early, late)
+        return early * duration, max(early, late) * duration
 
     def watch(self, project_id: str, run_id: str, test_id: str, *, started_at: float, duration: float
               ) -> float | None:
         """Watch a running run; returns when to fetch its detail first (None: it was left to the run lists)."""
         watch = self.watches.get(run_id)
         if watch is None:
-            watch = self.watches[run_id] = Watch(project_id, test_id, started_at + duration)
+            watch = self.watches[run_id] = Watch(project_id, test_id, started_at + duration, duration)
         if not watch.active:
             return None
-        return watch.ends + self.window(test_id)[0]
+        return watch.ends + self.window(test_id, duration)[0]
 
     def watching(self, run_id: str) -> bool:
         watch = self.watches.get(run_id)
@@ -447,42 +493,62 @@ class RunTimes:
         for run_id in [r for r, w in self.watches.items() if w.project_id == project_id and r not in keep]:
             del self.watches[run_id]
 
-    def read(self, run_id: str, *, sent: float, seen: float, over: bool) -> float | None:
-        """A detail read of a watched run: learn from it when it is `over` (a terminal status), else
-        say when to look again (None: leave it to the run lists)."""
+    def read(self, run_id: str, *, sent: float, seen: float, over: bool, progress: float | None = None,
+             started_at: float | None = None) -> float | None:
+        """A detail read of a watched run: learn from it when it is `over` (a terminal status), else say
+        when to look again (None: it is left to the run lists). While the run shows its `progress`
+        (share of endpoints done), it is read just after the end that foretells; without, every `step`
+        seconds to the window's end, then half as far again as it is past it."""
         watch = self.watches.get(run_id)
         if watch is None or not watch.active:
             return None
         watch.reads += 1
         if watch.first_sent is None:
             watch.first_sent = sent
-        early, late = self.window(watch.test_id)
+        early, late = self.window(watch.test_id, watch.duration)
         if over:
-            self._ended(watch, early, late, upper=seen - watch.ends, first_sent=watch.first_sent)
+            self._ended(watch, early, late, upper=seen - watch.ends)
             del self.watches[run_id]
             return None
         age = sent - watch.ends
         watch.running_at = max(watch.running_at, age)
+        foretold = _foretold(sent, progress, started_at)
+        if foretold is not None:
+            if foretold - sent > RUN_REFINE:  # far off, the forecast is coarse: look again nearer the end
+                return sent + 0.9 * (foretold - sent)
+            return max(foretold + RUN_TAIL, sent + RUN_RETRY)
         if age < late:
             return sent + min(self.step, max(late - age, 1.0))
-        gap = max(self.step, age - late)
+        gap = max(self.step, (age - late) / 2)
         if gap > RUN_WATCH_GAP:
             watch.active = False
             return None
         return sent + gap
 
-    def _ended(self, watch: Watch, early: float, late: float, *, upper: float, first_sent: float) -> None:
+    def _ended(self, watch: Watch, early: float, late: float, *, upper: float) -> None:
         """Move the window's edges toward the 5th and 95th percentile of when the test's runs end."""
         lower = watch.running_at
-        nudge = RUN_NUDGE
+        assert watch.first_sent is not None
         if math.isinf(lower):
-            if first_sent - watch.ends > early + self.step:
+            if watch.first_sent - watch.ends > early + self.step:
                 return  # over at a late first look: it may have ended any time before, which says nothing
-            early -= (1 - RUN_QUANTILE) * nudge  # over at a timely first look: runs end earlier
+            early -= (1 - RUN_QUANTILE) * RUN_NUDGE  # over at a timely first look: runs end earlier
             ended = upper
         else:
-            early += RUN_QUANTILE * nudge if lower > early else 0.0
+            early += RUN_QUANTILE * RUN_NUDGE if lower > early else 0.0
             ended = (lower + upper) / 2
-        late += (1 - RUN_QUANTILE) * nudge if ended > late else -RUN_QUANTILE * nudge
+        late += (1 - RUN_QUANTILE) * RUN_NUDGE if ended > late else -RUN_QUANTILE * RUN_NUDGE
+        early, late = early / watch.duration, max(late, early) / watch.duration
         self.learned.run_early[watch.test_id] = _clamp(early, RUN_WINDOW_BOUNDS)
-        self.learned.run_late[watch.test_id] = _clamp(max(late, early), RUN_WINDOW_BOUNDS)
+        self.learned.run_late[watch.test_id] = _clamp(late, RUN_WINDOW_BOUNDS)
+
+
+def _foretold(now: float, progress: float | None, started_at: float | None) -> float | None:
+    """When a run that started at `started_at` (CallMeter's clock) and is `progress` done by `now` ends,
+    if it goes on as it went."""
+    if progress is None or started_at is None or not PROGRESS_RANGE[0] <= progress <= PROGRESS_RANGE[1]:
+        return None
+    elapsed = now - started_at
+    if elapsed <= 0:
+        return None
+    return now + elapsed * (1 - progress) / progress

@@ -158,8 +158,8 @@ def test_tight_budget_stretches_inventory_first_and_says_so() -> None:
 
 
 def test_probes_stay_fresh_under_a_tight_budget() -> None:
-    """Even when inventory needs more than the budget, probe lists keep their place at the front
-    once every list has been read (the first pass reads each list once, in priority order)."""
+    """Fixed schedule: even when inventory needs more than the budget, probe lists keep their place at
+    the front once every list has been read (the first pass reads each list once, in priority order)."""
     world = WorldConfig(projects=4, probes_per_project=3, tests_per_project=3, run_period=300, run_duration=60)
     ready_at: list[float] = []
 
@@ -209,10 +209,12 @@ def test_revoked_key_sets_up_to_zero_and_keeps_the_last_data() -> None:
 
 
 def test_large_budget_is_used_when_there_is_work() -> None:
-    """Enterprise 600/min at 100 ms latency: bounded concurrency keeps up with the budget."""
+    """Enterprise 600/min at 100 ms latency: bounded concurrency keeps up with the budget (the fixed
+    schedule, whose 5 s floors make that much work; the adaptive one reads probe lists only when probes
+    execute)."""
     world = WorldConfig(projects=40, probes_per_project=2, tests_per_project=2, run_period=3600, run_duration=60)
     floors = Floors(probes=5, test_runs=5, inventory=30)
-    sim = simulate(600, key_limit=600, budget_share=1.0, world=world, floors=floors, latency=0.1)
+    sim = simulate(600, key_limit=600, budget_share=1.0, world=world, floors=floors, latency=0.1, schedule="fixed")
     times = [t for t, *_ in sim.simulator.requests if t >= 1_800_000_000.0 + 120]
     per_minute = len(times) / ((times[-1] - times[0]) / 60)
     assert per_minute >= 0.9 * 600
