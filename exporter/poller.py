@@ -113,15 +113,18 @@ class Poller:
         """Queue a detail job per want; a newer run keeps the place in the queue of the one it replaces.
         A run already watched (adaptive) is wanted from now on, and read at once."""
         now = self.now()
+        runs = self.runs.of(project_id)
         for want in wants:
             replaced = self.scheduler.remove((DETAILS.name, project_id, want.replaces)) if want.replaces else None
             self.settled.clear()
+            run = runs.wanted_runs.get(want.run_id)
+            missing = run is not None and run.test_id not in runs.latest_completed
             watched = self.scheduler.jobs.get((DETAILS.name, project_id, want.run_id))
             if watched is not None:  # a look at a running run (adaptive) that a listing saw finish first
-                watched.wanted_since = now
+                watched.wanted_since, watched.missing = now, missing
                 self.scheduler.time_job(watched.key, now)
                 continue
-            self.scheduler.add(Job(DETAILS.name, project_id, want.run_id, wanted_since=now,
+            self.scheduler.add(Job(DETAILS.name, project_id, want.run_id, wanted_since=now, missing=missing,
                                    due=replaced.due if replaced is not None else now))
 
     def probes_read(self, project_id: str, probes: tuple[Probe, ...], *, sent: float, seen: float) -> None:

@@ -23,6 +23,9 @@ FIRST_READ = 10.0
 DETAILS = KINDS["test_run_details"].priority
 AGED = KINDS["test_runs"].priority - 0.5
 """Where a detail wanted for longer than the scheduler's `patience` goes: ahead of the run lists."""
+MISSING = KINDS["tests"].priority - FIRST_READ + 0.5
+"""With a `patience`: where a detail goes whose test has no quality data yet: missing data, like a list
+never read, so after the lists' first reads (the test names come first) and before any refresh."""
 OVERDUE = AGED - 0.25
 """With a `patience`: where a list overdue by a whole interval goes, ahead of aged details."""
 LOOK = KINDS["test_runs"].priority - 0.25
@@ -46,6 +49,8 @@ class Job:
     """When its data became wanted (a finished run's detail): it ages from then (see `patience`)."""
     speculative: bool = False
     """A look nobody waits for yet: a running run's detail, fetched when the run should have ended."""
+    missing: bool = False
+    """Its data was never fetched (the first quality data of a test)."""
     after: float | None = None
     """Set by a policy while the job runs: when it comes due again, instead of its interval."""
     timed: bool = False
@@ -202,6 +207,8 @@ class Scheduler:
         interval goes above those details in turn."""
         rank = float(KINDS[job.resource].priority)
         if not job.periodic:
+            if job.missing and self._patience is not None:
+                return MISSING
             waited = now - job.wanted_since if job.wanted_since is not None else 0.0
             if self._patience is not None and waited > self._patience:
                 return AGED
