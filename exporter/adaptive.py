@@ -148,7 +148,7 @@ class Schedule:
         summary = run.summary
         progress = None
         if summary is not None and summary.registered_count and summary.completed_count is not None:
-            progress = summary.completed_count / summary.registered_count
+            progress = (summary.completed_count, summary.registered_count)
         again = self.watches.read(run.id, sent=sent, seen=seen, over=run.terminal, progress=progress,
                                   started_at=run.started_at)
         if again is not None:

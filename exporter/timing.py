@@ -47,7 +47,8 @@ SHRINK_MAX = 2.0
 """Until a probe's result has once been missing when looked for, each read that finds it already there
 moves the next look this much earlier, doubling with each such read in a row ..."""
 SHRINK_STEADY = 0.05
-"""... and after that, by this much, never earlier than `LATE_GAP` after the latest age it was missing at."""
+"""... and after that, halfway down to `LATE_GAP` after the latest age it was missing at, and at least
+by this much (that age fading by `FORGET` a hit)."""
 LATE_GAP = 1.5
 MISS_LEAD = 2.5
 FORGET = 0.005
@@ -80,8 +81,9 @@ startedAt + (time so far) / share. Outside this range (nothing done yet, or all 
 RUN_TAIL = 3.0
 """Seconds after the end the progress foretells that the run's detail is read (its result takes a moment)."""
 RUN_RETRY = 5.0
-RUN_REFINE = 180.0
-"""A forecast further off than this (a long overrun seen early) is checked once more at 90 % of the way."""
+RUN_ERROR = 12.0
+"""A forecast that may be off by more than this (a long run seen early, a run of few endpoints) is checked
+once more before the earliest end it allows."""
 """A run still running when its progress said it would be over is looked at again this much later."""
 RUN_WINDOW_BOUNDS = (-1.0, 4.0)
 """In fractions of the duration: from a run that ends in no time to one four times as long."""
@@ -241,9 +243,13 @@ class ProbeTimes:
         elif delay - 0.5 <= sent_age <= delay + TARGETED:  # the read meant for it: try earlier next time
             streak = learned.probe_streak.get(probe_id, 0) + 1
             learned.probe_streak[probe_id] = streak
-            descending = math.isinf(late)
-            shrink = min(SHRINK_MAX, SHRINK_FIRST * 2 ** (streak - 1)) if descending else SHRINK_STEADY
-            delay = max(late + LATE_GAP, delay - shrink)
+            if math.isinf(late):  # never missed yet: come down, faster with each hit in a row, and at
+                # least to where a result within the default delay would show on CallMeter's clock
+                delay = min(delay - min(SHRINK_MAX, SHRINK_FIRST * 2 ** (streak - 1)),
+                            DEFAULT_PROBE_DELAY - self.offset[0])
+            else:  # halfway down to just after the latest miss, at least a little
+                delay -= max(SHRINK_STEADY, (delay - late - LATE_GAP) / 2)
+            delay = max(late + LATE_GAP, delay)
             late -= FORGET
         elif upper < delay:  # a read for something else found it there early
             delay, late = upper, min(late, upper - LATE_GAP)
@@ -305,7 +311,7 @@ class ProbeTimes:
         net = max(self.max_interval, fixed_interval)
         if state is None or state.fallback:
             return 3600 / fixed_interval
-        moments = [t for t, _ in self.moments(project_id, now, now + HORIZON)]
+        moments = [t for t, _ in self.moments(project_id, now, now + HORIZON) if t < now + HORIZON]
         if not moments:
             return 3600 / net
         gaps = [b - a for a, b in zip([now, *moments], [*moments, now + HORIZON], strict=True)]
@@ -369,10 +375,14 @@ class _Chain:
         return (head.at + self.period, head) if head is not None else (read.at + self.period, None)
 
     def price(self, read: _Read, max_gap: float) -> float:
-        """The wait its executions would add, per request saved, if this read were dropped."""
+        """The wait its executions would add, per request saved, if this read were dropped; infinite if
+        that left the project unread for longer than `max_gap` (after its last read, or in the next
+        period, after the period's last read)."""
         following, _ = self.following(read)
-        before = read.prev.at if read.prev is not None else self.last_read
-        if before is None or following - before > max_gap:
+        befores = [read.prev.at] if read.prev is not None else [self.last_read]
+        if read.prev is None and self.tail is not None and self.tail is not read:
+            befores.append(self.tail.at - self.period)
+        if any(before is None or following - before > max_gap for before in befores):
             return math.inf
         return read.weight * (following - read.at) / self.cost
 
@@ -493,11 +503,11 @@ class RunTimes:
         for run_id in [r for r, w in self.watches.items() if w.project_id == project_id and r not in keep]:
             del self.watches[run_id]
 
-    def read(self, run_id: str, *, sent: float, seen: float, over: bool, progress: float | None = None,
+    def read(self, run_id: str, *, sent: float, seen: float, over: bool, progress: tuple[int, int] | None = None,
              started_at: float | None = None) -> float | None:
         """A detail read of a watched run: learn from it when it is `over` (a terminal status), else say
         when to look again (None: it is left to the run lists). While the run shows its `progress`
-        (share of endpoints done), it is read just after the end that foretells; without, every `step`
+        (endpoints done, of endpoints), it is read just after the end that foretells; without, every `step`
         seconds to the window's end, then half as far again as it is past it."""
         watch = self.watches.get(run_id)
         if watch is None or not watch.active:
@@ -512,11 +522,15 @@ class RunTimes:
             return None
         age = sent - watch.ends
         watch.running_at = max(watch.running_at, age)
-        foretold = _foretold(sent, progress, started_at)
-        if foretold is not None:
-            if foretold - sent > RUN_REFINE:  # far off, the forecast is coarse: look again nearer the end
-                return sent + 0.9 * (foretold - sent)
-            return max(foretold + RUN_TAIL, sent + RUN_RETRY)
+        if progress is not None and progress[1] > 0 and progress[0] + 0.5 >= PROGRESS_RANGE[1] * progress[1]:
+            return sent + RUN_RETRY  # all but done
+        forecast = _foretold(sent, progress, started_at)
+        if forecast is not None:
+            ends, error = forecast
+            if error > RUN_ERROR and ends - error > sent + RUN_RETRY:
+                return ends - error  # a coarse forecast: look again before the earliest end it allows
+            # Half the forecast's margin later: a look that finds it still running is a request wasted.
+            return max(ends + error / 2 + RUN_TAIL, sent + RUN_RETRY)
         if age < late:
             return sent + min(self.step, max(late - age, 1.0))
         gap = max(self.step, (age - late) / 2)
@@ -543,12 +557,15 @@ class RunTimes:
         self.learned.run_late[watch.test_id] = _clamp(late, RUN_WINDOW_BOUNDS)
 
 
-def _foretold(now: float, progress: float | None, started_at: float | None) -> float | None:
-    """When a run that started at `started_at` (CallMeter's clock) and is `progress` done by `now` ends,
-    if it goes on as it went."""
-    if progress is None or started_at is None or not PROGRESS_RANGE[0] <= progress <= PROGRESS_RANGE[1]:
+def _foretold(now: float, progress: tuple[int, int] | None, started_at: float | None) -> tuple[float, float] | None:
+    """When a run that started at `started_at` (CallMeter's clock) and has `progress` (endpoints done, of
+    endpoints) by `now` ends, if it goes on as it went; and how far off that may be, the count being
+    whole endpoints."""
+    if progress is None or started_at is None:
         return None
+    done, of = progress
+    share = (done + 0.5) / of
     elapsed = now - started_at
-    if elapsed <= 0:
+    if elapsed <= 0 or not PROGRESS_RANGE[0] <= share <= PROGRESS_RANGE[1]:
         return None
-    return now + elapsed * (1 - progress) / progress
+    return now + elapsed * (1 - share) / share, elapsed * 0.5 / of / share**2
