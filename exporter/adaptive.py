@@ -16,14 +16,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from .choice import Choice, choose_reads
 from .kinds import KINDS
 from .models import Probe, TestRun
-from .planner import Plan
-from .runs import RunTracker
+from .planner import Floors, Inventory, Plan, adaptive_plan, plan_for
+from .runs import DetailWant, RunTracker
 from .scheduler import Job, JobKey, Scheduler
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData
-from .timing import HORIZON, Choice, Learned, ProbeTimes, RunTimes, choose_reads
+from .timing import HORIZON, Learned, ProbeTimes, RunTimes
 
 PROBES = KINDS["probes"].name
 DETAILS = KINDS["test_run_details"].name
@@ -64,7 +65,17 @@ class Schedule:
         self._chosen_at = float("-inf")
         self._watch_reads: deque[float] = deque()
 
-    # -- what the plan needs -------------------------------------------------------------------
+    # -- the plan ------------------------------------------------------------------------------
+
+    def plan(self, inventory: Inventory, floors: Floors, budget: float, *, probe_pages: Mapping[str, float]) -> Plan:
+        """The plan for this schedule: `planner.adaptive_plan` with what the reads have taught, or the
+        fixed plan."""
+        details = self._runs.details_per_minute(self._now())
+        if not self.adaptive:
+            return plan_for(inventory, floors, budget, details_per_minute=details)
+        return adaptive_plan(inventory, floors, budget, details_per_minute=details + self.watch_reads_per_minute(),
+                             probe_reads_per_minute=self.probe_reads_per_minute(probe_pages),
+                             safety_interval=self.probes.max_interval, details_pending=self._runs.details_pending)
 
     def probe_reads_per_minute(self, pages: Mapping[str, float]) -> float:
         """Probe-list requests a minute that one read per execution would take (the safety net included)."""
@@ -104,6 +115,24 @@ class Schedule:
         self._wanted.pop(project_id, None)
 
     # -- what the reads showed -----------------------------------------------------------------
+
+    def want_details(self, project_id: str, wants: list[DetailWant]) -> None:
+        """A detail job per want; a newer run keeps the place in the queue of the one it replaces. A run
+        already watched (adaptive) is wanted from now on, and read at once. A test's first quality data
+        is missing data (`Job.missing`)."""
+        now = self._now()
+        runs = self._runs.of(project_id)
+        for want in wants:
+            replaced = self._scheduler.remove((DETAILS, project_id, want.replaces)) if want.replaces else None
+            run = runs.wanted_runs.get(want.run_id)
+            missing = run is not None and run.test_id not in runs.latest_completed
+            watched = self._scheduler.jobs.get((DETAILS, project_id, want.run_id))
+            if watched is not None:  # a look at a running run that a listing saw finish first
+                watched.wanted_since, watched.missing = now, missing
+                self._scheduler.time_job(watched.key, now)
+                continue
+            self._scheduler.add(Job(DETAILS, project_id, want.run_id, wanted_since=now, missing=missing,
+                                    due=replaced.due if replaced is not None else now))
 
     def probes_read(self, project_id: str, probes: tuple[Probe, ...], *, sent: float, seen: float) -> None:
         read = self.probes.read(project_id, probes, sent=sent, seen=seen)

@@ -28,6 +28,7 @@ from .runs import DetailWant, ProjectRuns, RunTracker
 from .snapshot import ProjectData
 
 if TYPE_CHECKING:
+    from .adaptive import Schedule
     from .client import CallMeterClient
     from .planner import Floors
 
@@ -42,9 +43,8 @@ class Context(Protocol):
     def now(self) -> float: ...
     def wall(self) -> float: ...
     def want_details(self, project_id: str, wants: list[DetailWant]) -> None: ...
-    def probes_read(self, project_id: str, probes: tuple[Probe, ...], *, sent: float, seen: float) -> None: ...
-    def runs_listed(self, data: ProjectData) -> None: ...
-    def detail_read(self, project_id: str, run: TestRun, *, sent: float, seen: float) -> None: ...
+    @property
+    def schedule(self) -> Schedule: ...
 
 
 Read = Callable[["Context", "Kind", ProjectData, str | None], Awaitable[dict[str, Any]]]
@@ -97,7 +97,7 @@ async def read_probes(ctx: Context, kind: Kind, data: ProjectData, item: str | N
     fields = await read_list(ctx, kind, data, item)
     # Every status ever seen stays in the state set, so a series that left a state reads 0, not absent.
     ctx.probe_statuses.update(p.status for p in fields["probes"] if p.status)
-    ctx.probes_read(data.project.id, fields["probes"], sent=sent, seen=ctx.wall())
+    ctx.schedule.probes_read(data.project.id, fields["probes"], sent=sent, seen=ctx.wall())
     return fields
 
 
@@ -114,7 +114,7 @@ async def read_runs(ctx: Context, kind: Kind, data: ProjectData, item: str | Non
         listing.add(runs, total)
     wants = ctx.runs.absorb_listing(project.id, project.label, listing, now=ctx.now(), wall=ctx.wall())
     ctx.want_details(project.id, wants)
-    ctx.runs_listed(data)
+    ctx.schedule.runs_listed(data)
     return _with_runs(ctx, data)
 
 
@@ -126,7 +126,7 @@ async def read_run_detail(ctx: Context, kind: Kind, data: ProjectData, item: str
     run = await ctx.client.get(kind.route, kind.path(data.project.id, item), TestRun)
     seen = ctx.wall()
     ctx.runs.absorb_detail(data.project.id, data.project.label, run, wall=seen)
-    ctx.detail_read(data.project.id, run, sent=sent, seen=seen)
+    ctx.schedule.detail_read(data.project.id, run, sent=sent, seen=seen)
     return _with_runs(ctx, data)
 
 

@@ -17,15 +17,15 @@ from typing import Any
 from . import errors, logs
 from .adaptive import Schedule
 from .budget import RateLimiter
+from .choice import Choice
 from .client import PER_PAGE, CallMeterClient
 from .kinds import KINDS, PER_PROJECT, STAMPED, Kind, upstream_count
-from .models import Probe, Project, TestRun
-from .planner import Floors, Inventory, Plan, adaptive_plan, pages, plan_for
+from .models import Project
+from .planner import Floors, Inventory, Plan, pages
 from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
-from .timing import Choice
 
 PROJECTS = KINDS["projects"]
 PROBES = KINDS["probes"]
@@ -110,31 +110,9 @@ class Poller:
             await asyncio.gather(publisher, return_exceptions=True)
 
     def want_details(self, project_id: str, wants: list[DetailWant]) -> None:
-        """Queue a detail job per want; a newer run keeps the place in the queue of the one it replaces.
-        A run already watched (adaptive) is wanted from now on, and read at once."""
-        now = self.now()
-        runs = self.runs.of(project_id)
-        for want in wants:
-            replaced = self.scheduler.remove((DETAILS.name, project_id, want.replaces)) if want.replaces else None
+        if wants:
             self.settled.clear()
-            run = runs.wanted_runs.get(want.run_id)
-            missing = run is not None and run.test_id not in runs.latest_completed
-            watched = self.scheduler.jobs.get((DETAILS.name, project_id, want.run_id))
-            if watched is not None:  # a look at a running run (adaptive) that a listing saw finish first
-                watched.wanted_since, watched.missing = now, missing
-                self.scheduler.time_job(watched.key, now)
-                continue
-            self.scheduler.add(Job(DETAILS.name, project_id, want.run_id, wanted_since=now, missing=missing,
-                                   due=replaced.due if replaced is not None else now))
-
-    def probes_read(self, project_id: str, probes: tuple[Probe, ...], *, sent: float, seen: float) -> None:
-        self.schedule.probes_read(project_id, probes, sent=sent, seen=seen)
-
-    def runs_listed(self, data: ProjectData) -> None:
-        self.schedule.runs_listed(data)
-
-    def detail_read(self, project_id: str, run: TestRun, *, sent: float, seen: float) -> None:
-        self.schedule.detail_read(project_id, run, sent=sent, seen=seen)
+        self.schedule.want_details(project_id, wants)
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -156,17 +134,9 @@ class Poller:
     def _replan(self, *, reason: str) -> None:
         inventory = self.inventory()
         budget = self._limiter.per_minute
-        details = self.runs.details_per_minute(self.now())
-        if self.schedule.adaptive:
-            probe_pages = {pid: pages(len(d.probes) if d.probes is not None else upstream_count(PROBES, d.project),
-                                      PER_PAGE) for pid, d in self.projects.items()}
-            plan = adaptive_plan(inventory, self._floors, budget,
-                                 details_per_minute=details + self.schedule.watch_reads_per_minute(),
-                                 probe_reads_per_minute=self.schedule.probe_reads_per_minute(probe_pages),
-                                 safety_interval=self.schedule.probes.max_interval,
-                                 details_pending=self.runs.details_pending)
-        else:
-            plan = plan_for(inventory, self._floors, budget, details_per_minute=details)
+        probe_pages = {pid: pages(len(d.probes) if d.probes is not None else upstream_count(PROBES, d.project),
+                                  PER_PAGE) for pid, d in self.projects.items()}
+        plan = self.schedule.plan(inventory, self._floors, budget, probe_pages=probe_pages)
         grew = inventory.grew_since(self._planned_for)
         turned = self._plan is not None and plan.pays_every_execution != self._plan.pays_every_execution
         self._plan, self._planned_for, self._planned_rate = plan, inventory, budget

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from exporter.choice import choose_reads
 from exporter.models import Probe
 from exporter.timing import (
     COVER,
@@ -20,7 +21,6 @@ from exporter.timing import (
     Learned,
     ProbeTimes,
     RunTimes,
-    choose_reads,
     cover,
 )
 
