@@ -183,12 +183,11 @@ def adaptive_plan(inventory: Inventory, floors: Floors, budget_per_minute: float
     cost = inventory.cost(probes)
     fixed_rate = cost * 60 / fixed.intervals[probes.name]
     wanted = min(probe_reads_per_minute, fixed_rate)
-    slowest = {d.resource: d.ceiling for d in demands(inventory, floors)}
-    slowest[probes.name] = max(safety_interval, fixed.intervals[probes.name])
-    least = sum(d.requests * 60 / slowest[d.resource] for d in demands(inventory, floors))
     wanted_details = max(DETAIL_HEADROOM * details_per_minute, details_pending * 60 / DETAIL_DRAIN)
-    reserve = max(0.0, min(wanted_details, budget_per_minute - least, budget_per_minute / 2))
-    floor = cost * 60 / wanted if wanted > 0 else slowest[probes.name]
+    room = adaptive_detail_room(inventory, floors, budget_per_minute, max(safety_interval,
+                                                                            fixed.intervals[probes.name]))
+    reserve = min(wanted_details, room)
+    floor = cost * 60 / wanted if wanted > 0 else max(safety_interval, fixed.intervals[probes.name])
     timed = [replace(d, floor=floor, ceiling=max(d.ceiling, floor)) if d.resource == probes.name else d
              for d in demands(inventory, floors)]
     plan = make_plan(timed, budget_per_minute, reserve)
@@ -196,3 +195,13 @@ def adaptive_plan(inventory: Inventory, floors: Floors, budget_per_minute: float
     return replace(plan, schedule="adaptive", probe_reads_wanted=probe_reads_per_minute,
                    probe_reads_paid=min(paid, probe_reads_per_minute),
                    fixed_probe_interval=fixed.intervals[probes.name])
+
+
+def adaptive_detail_room(inventory: Inventory, floors: Floors, budget_per_minute: float, safety_interval: float
+                         ) -> float:
+    """Adaptive: the most the detail reserve may take: half the budget, and never what the inventory needs
+    at its slowest (probe lists every `safety_interval`, the other lists at their ceilings)."""
+    slowest = {d.resource: d.ceiling for d in demands(inventory, floors)}
+    slowest[KINDS["probes"].name] = safety_interval
+    least = sum(d.requests * 60 / slowest[d.resource] for d in demands(inventory, floors))
+    return max(0.0, min(budget_per_minute - least, budget_per_minute / 2))
