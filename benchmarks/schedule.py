@@ -1,7 +1,7 @@
 """Schedule benchmark: how soon the exporter shows what changed upstream, and what it spends (issues 3, 13).
 
     python benchmarks/schedule.py             # every case below, 6 simulated hours each
-    python benchmarks/schedule.py --quick     # small and medium at 10 and 60 a minute, free, free+faults; 2 h
+    python benchmarks/schedule.py --quick     # small and medium at 10 and 60 a minute, free, free+faults; 4 h
     python benchmarks/schedule.py --cases large --key-limits 10 --modes adaptive,fixed
     python benchmarks/schedule.py --run-order asc        # the simulator lists runs oldest first
     python benchmarks/schedule.py --probe-floor 120      # CALLMETER_PROBES_MIN_INTERVAL=120 for both modes
@@ -52,8 +52,9 @@ Targets ("Must show" of issue 13), judged for `adaptive`; `--strict` exits 1 whe
 probe change p95 <= 10 s where the budget pays for a probe-list read per execution (the executions a
 minute at most half the budget), else at most half of `fixed`'s; probe lists an hour never above
 `fixed`'s; coverage >= 95 % and run result p95 <= 15 s where the details (finished runs a minute) take at
-most half the budget; zero 429s and efficiency >= 0.9 (except free+faults, whose 5xx and shared key make
-both moot); no 60-second window over the budget; free+faults: quality data for every test within 300 s.
+most half the budget; zero 429s and efficiency >= 0.9; no 60-second window over the budget. free+faults
+is judged on quality data for every test within 300 s, the budget and the probe lists; its other
+figures are shown, not judged (its 5xx and the other user's bursts are what it is about).
 The cases run in worker processes, biggest first (`--jobs`, default one per CPU); progress goes to
 stderr, the Markdown tables to stdout.
 """
@@ -249,7 +250,7 @@ async def run_naive(case: Case, mode: str, duration: float, run_order: str, prob
 
 def run_case(case: Case, mode: str, duration: float, warmup: float, run_order: str = "desc",
              probe_floor: float = 60.0) -> tuple[Case, str, dict[str, Any], float]:
-    logs.configure(level="warning", fmt="console")  # the poller logs every request at debug otherwise
+    logs.configure(level="error", fmt="console")  # requests are logged at debug, and the fault case's at warning
     began = time.perf_counter()
     runner = run_naive if mode == "naive" else run_exporter
     trace, world, ready = run_virtual(runner(case, mode, duration, run_order, probe_floor))
@@ -294,11 +295,15 @@ def print_results(results: dict[tuple[Case, str], dict[str, Any]], order: list[C
 
 
 def judge(case: Case, ours: dict[str, Any], fixed: dict[str, Any] | None) -> list[tuple[str, bool | None]]:
-    """Each target of the case: (cell text, met); met is None where the target does not apply."""
+    """Each target of the case: (cell text, met); met is None where the target does not apply. The fault
+    case is judged on its own target, the budget and probe lists; the rest is shown, not judged."""
     executions, details = demand(case)
+    moot = case.faults
     out: list[tuple[str, bool | None]] = []
     p95 = ours["probe_p95"]
-    if executions <= case.budget / 2:
+    if moot:
+        out.append((fmt_s(p95), None))
+    elif executions <= case.budget / 2:
         out.append((f"{fmt_s(p95)} <= {TARGET_PROBE_P95:g}", p95 <= TARGET_PROBE_P95))
     elif fixed is not None:
         half = fixed["probe_p95"] / 2
@@ -310,10 +315,9 @@ def judge(case: Case, ours: dict[str, Any], fixed: dict[str, Any] | None) -> lis
                     ours["probes_per_hour"] <= fixed["probes_per_hour"] + 1e-9))
     else:
         out.append(("no fixed run", None))
-    pays = details <= case.budget / 2
-    out.append((pct(ours["coverage"]), ours["coverage"] >= TARGET_COVERAGE) if pays else ("n/a", None))
-    out.append((fmt_s(ours["run_p95"]), ours["run_p95"] <= TARGET_RUN_P95) if pays else ("n/a", None))
-    moot = case.faults
+    pays = details <= case.budget / 2 and not moot
+    out.append((pct(ours["coverage"]), ours["coverage"] >= TARGET_COVERAGE if pays else None))
+    out.append((fmt_s(ours["run_p95"]), ours["run_p95"] <= TARGET_RUN_P95 if pays else None))
     out.append((str(ours["429"]), None if moot else ours["429"] == 0))
     out.append((f"{ours['efficiency']:.2f}", None if moot else ours["efficiency"] >= TARGET_EFFICIENCY))
     out.append((f"{ours['max_window']} <= {case.budget:g}", ours["max_window"] <= case.budget))
@@ -379,7 +383,7 @@ def report(results: dict[tuple[Case, str], dict[str, Any]], order: list[Case], m
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true",
-                        help="small and medium at 10 and 60 a minute, free and free+faults, 2 hours")
+                        help="small and medium at 10 and 60 a minute, free and free+faults, 4 hours")
     parser.add_argument("--hours", type=float, default=None, help="simulated hours per case (default 6)")
     parser.add_argument("--cases", "--inventories", dest="cases", default=None,
                         help=f"comma-separated: small,medium,large,{FREE},{FAULTS}")
@@ -397,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--strict", action="store_true", help="exit 1 when one of the targets is missed")
     args = parser.parse_args(argv)
-    hours = args.hours or (2.0 if args.quick else 6.0)
+    hours = args.hours or (4.0 if args.quick else 6.0)
     names = (args.cases.split(",") if args.cases
              else ["small", "medium", FREE, FAULTS] if args.quick else [*INVENTORIES, FREE, FAULTS])
     key_limits = ([int(k) for k in args.key_limits.split(",")] if args.key_limits

@@ -99,6 +99,22 @@ class RateLimiter:
             self.per_minute = min(self.base_per_minute, self.per_minute + self.base_per_minute / 20 * int(minutes))
             self._last_raise = now
 
+    def recent(self) -> list[float]:
+        """The booked slots of the last 60 s: what a restart must still count against the window."""
+        now = self._clock()
+        return [t for t in self._sent if t > now - WINDOW_SECONDS]
+
+    def restore(self, sent: list[float], *, per_minute: float | None = None, paused_until: float = 0.0) -> None:
+        """Continue from the previous process's last minute (its request times, on this clock): the
+        window holds them, and the next request is spaced from the last of them instead of guessed."""
+        now = self._clock()
+        recent = sorted(t for t in sent if now - WINDOW_SECONDS < t <= now)
+        self._sent = deque(recent)
+        if per_minute is not None:
+            self.per_minute = min(self.base_per_minute, max(self.min_per_minute, per_minute))
+        self._paused_until = max(self._paused_until, paused_until)
+        self._next_slot = max(now, recent[-1] + self.interval if recent else now, self._paused_until)
+
     def sent_in_window(self) -> int:
         now = self._clock()
         return sum(1 for t in self._sent if now - WINDOW_SECONDS < t <= now)

@@ -1,4 +1,5 @@
-"""Command line: every setting as a flag (flags win over CALLMETER_* variables), plus --demo and --once."""
+"""Command line: every setting as a flag (flags win over CALLMETER_* variables), --once, --show-schedule,
+and the `gate` subcommand (exporter.gate), which the daemon never imports."""
 
 from __future__ import annotations
 
@@ -21,26 +22,40 @@ def build_parser() -> argparse.ArgumentParser:
         prog="callmeter-exporter",
         description="Prometheus exporter for CallMeter. Polls the CallMeter API in the background within the "
                     "key's rate limit and serves cached probe health and call quality on /metrics.",
-        epilog="Every flag can also be set by the environment variable shown; a flag wins over its variable.")
+        epilog="Every flag can also be set by the environment variable shown; a flag wins over its variable. "
+               "`callmeter-exporter gate --help`: the CI/CD quality gate (triggers a test run or a probe "
+               "execution and judges it).")
     parser.add_argument("--version", action="version", version=f"callmeter-exporter {__version__}")
     parser.add_argument("--once", action="store_true",
                         help="one complete refresh, print the exposition to stdout, exit 0 (read) or 1 (not read)")
     parser.add_argument("--show-schedule", action="store_true",
                         help="read the inventory once and print the refresh interval the budget allows per resource")
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        shown = "none" if default in (None, "") else default
-        if name == "api_key":
-            shown = "none (secret; prefer the key file)"
-        help_text = f"{field.description} [env {env_name(name)}; default {shown}]"
-        flags = [flag_name(name), *_ALIASES.get(name, [])]
-        if name in _BOOLEAN_FLAGS:
-            parser.add_argument(*flags, dest=name, action="store_const", const=True, default=None, help=help_text)
-            continue
-        choices = _choices(field.annotation)
-        parser.add_argument(*flags, dest=name, default=None, metavar=name.upper(), help=help_text,
-                            choices=choices)
+    for name in Settings.model_fields:
+        add_setting(parser, name)
     return parser
+
+
+def add_setting(parser: argparse._ActionsContainer, name: str, description: str | None = None,
+                default: object = None) -> None:
+    """The flag of one setting, its variable and default in the help; None unless given (flags win).
+    `description` and `default` replace the setting's own in the help (the gate uses a few differently)."""
+    field = Settings.model_fields[name]
+    default = field.default if default is None else default
+    shown = "none" if default in (None, "") else default
+    if name == "api_key":
+        shown = "none (secret; prefer the key file)"
+    help_text = f"{description or field.description} [env {env_name(name)}; default {shown}]"
+    flags = [flag_name(name), *_ALIASES.get(name, [])]
+    if name in _BOOLEAN_FLAGS:
+        parser.add_argument(*flags, dest=name, action="store_const", const=True, default=None, help=help_text)
+        return
+    parser.add_argument(*flags, dest=name, default=None, metavar=name.upper(), help=help_text,
+                        choices=_choices(field.annotation))
+
+
+def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, to lay over the CALLMETER_* variables."""
+    return {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
 
 
 def _choices(annotation: Any) -> list[str] | None:
@@ -54,9 +69,14 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gate"]:
+        from .gate.command import main as gate_main  # the daemon never loads the gate (nor its writes)
+
+        return gate_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    overrides = setting_overrides(args)
     try:
         settings = load(overrides)
     except SettingsError as exc:

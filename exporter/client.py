@@ -1,11 +1,33 @@
-"""The CallMeter API client: read-only, paginated, budgeted, retried.
+"""The CallMeter API client: paginated, budgeted, retried, and read-only to everyone but the gate.
 
-This module is the one place that owns waiting and retrying. Every attempt first books a slot on the
-shared `RateLimiter`; 5xx answers, timeouts, connection errors and bodies that are not JSON are
-retried with exponential backoff and jitter; a 429 pauses every request until its Retry-After has
-passed. httpx exceptions, and anything a hostile or broken answer could raise while it is read
-(deep nesting, huge numbers, oversized bodies, a slow drip of bytes), are converted here into the
-`errors` hierarchy and nowhere else.
+This module is the one place that owns waiting and retrying, and the one place where httpx exceptions,
+and anything a hostile or broken answer could raise while it is read (deep nesting, huge numbers,
+oversized bodies, a slow drip of bytes), become the `errors` tree. The send path is layered as httpx
+layers its own (`send -> _send_handling_auth -> ... -> _send_single_request`), one concern a step:
+
+    get / page / list_all     the public reads (GET only): the envelope, pagination, the models
+      └─ _request             the retry policy: a 5xx, no answer or a garbled body is tried again after
+         │                    a backoff with jitter; a 429 pauses the shared limiter until Retry-After
+         │                    has passed, then tries again; anything else goes to the caller
+         └─ _send             one attempt, judged (`_judge`) and recorded once (`_Recorder`)
+            └─ _book_and_send a slot on the shared `RateLimiter`, then the exchange; an exception
+               │              comes back as ours, through the table `_TRANSPORT_ERRORS`
+               └─ _exchange   one HTTP exchange within one deadline, its body size bounded
+
+What one attempt ends in (the tree itself is drawn in `errors`):
+
+    an exception ── _TRANSPORT_ERRORS ──► ApiTimeout · ApiConnectionError · InvalidResponse
+    an answer ───── _judge ─────────────► the body · RateLimited (429) · error_for_status (4xx, 5xx)
+                                          · InvalidResponse (a redirect, or a body that is not an object)
+
+`_Recorder` counts every outcome on the `RequestObserver` (the exporter's own metrics) and logs it
+through the burst log, which writes the first error of a burst and the recovery, not every attempt.
+
+Writes. The public methods only read, and the daemon has no way to send anything but a GET. `_request`
+takes a `method` and a JSON body so that `exporter/gate`, and nothing else, can subclass the client to
+send the two writes the API documents: `POST /projects/{projectId}/tests/{testId}/run` and
+`POST /projects/{projectId}/probes/{probeId}/run`. A write is tried again only after a 429 (the API did
+nothing); a 5xx, a lost answer or a garbled one may already have started a run, so it goes to the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +38,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -35,6 +57,8 @@ LIST_RESTARTS = 2
 MAX_BODY_BYTES = 32 * 1024 * 1024
 RETRY_AFTER_DEFAULT = 60.0
 RETRY_AFTER_CAP = 900.0
+_RETRIED_METHODS = frozenset({"GET", "HEAD"})
+"""Methods tried again after a 5xx, a lost or a garbled answer: they change nothing on the server."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,6 +81,30 @@ class NullObserver:
 class Page:
     items: list[dict[str, Any]]
     pagination: Pagination | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One request as it travels down the send path; `route` is the template metrics and logs use."""
+
+    method: str
+    route: str
+    path: str
+    params: Mapping[str, Any]
+    json: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    timeout: float
+    max_body_bytes: int
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
@@ -103,6 +151,90 @@ class _TooLarge(Exception):
     pass
 
 
+# -- exceptions to ours: one table, the first row that matches wins ---------------------------------
+
+
+def _timed_out(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
+    return errors.ApiTimeout(f"{route}: no complete answer within {limits.timeout:g}s", route=route)
+
+
+def _undecodable(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
+    return _Garbled(f"unexpected response from {route}: undecodable body ({type(exc).__name__})", route=route)
+
+
+def _too_large(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
+    return errors.InvalidResponse(f"unexpected response from {route}: body larger than {limits.max_body_bytes} bytes",
+                                  route=route)
+
+
+def _unreachable(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
+    detail = logs.redact_text(str(exc))[:200]
+    return errors.ApiConnectionError(f"{route}: {type(exc).__name__}" + (f": {detail}" if detail else ""),
+                                     route=route)
+
+
+_Convert = Callable[[str, BaseException, _Limits], errors.ApiError]
+_TRANSPORT_ERRORS: tuple[tuple[tuple[type[BaseException], ...], _Convert], ...] = (
+    ((TimeoutError, httpx.TimeoutException), _timed_out),  # before HTTPError, which TimeoutException is
+    ((httpx.DecodingError,), _undecodable),  # a broken gzip or charset: a truncated answer, retried
+    ((_TooLarge,), _too_large),
+    ((httpx.HTTPError, httpx.InvalidURL, UnicodeError), _unreachable),
+)
+_CAUGHT = tuple(kind for kinds, _ in _TRANSPORT_ERRORS for kind in kinds)
+
+
+def _translate(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
+    return next(make(route, exc, limits) for kinds, make in _TRANSPORT_ERRORS if isinstance(exc, kinds))
+
+
+# -- an answer to a body or ours ----------------------------------------------------------------------
+
+
+def _unexpected(route: str, why: str, status: int = 200,
+                cls: type[errors.InvalidResponse] = errors.InvalidResponse) -> errors.InvalidResponse:
+    return cls(f"unexpected response from {route}: {why}", route=route, status=status)
+
+
+def _judge(route: str, answer: _Answer) -> dict[str, Any] | errors.ApiError:
+    """The body of a usable answer, or the typed error the answer stands for."""
+    status = answer.status
+    body = _decode(answer.content)
+    if status == 429:
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
+        return errors.RateLimited(f"{route}: rate limited, retry after {retry_after:.0f}s",
+                                  retry_after=retry_after, route=route)
+    if status >= 400:
+        code, message = _error_fields(body)
+        return errors.error_for_status(status, f"{route}: HTTP {status} {code}: {message}", route=route, code=code)
+    if not 200 <= status < 300:
+        # Redirects are not followed (they could carry the key elsewhere); 1xx is not an answer.
+        return _unexpected(route, f"HTTP {status} is not a success", status)
+    if body is None:
+        return _unexpected(route, "body is not a JSON object", status, _Garbled)
+    return body
+
+
+def _decode(content: bytes) -> dict[str, Any] | None:
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error_fields(body: dict[str, Any] | None) -> tuple[str, str]:
+    """Code and message of the error envelope, bounded and scrubbed (an API may echo the key back)."""
+    error = body.get("error") if body else None
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        return (logs.redact_text(str(code))[:64] if code else "UNKNOWN",
+                logs.redact_text(str(message))[:200] if message else "")
+    return "UNKNOWN", "no error envelope"
+
+
+# -- counting and logging: one place ------------------------------------------------------------------
+
+
 def _scope(path: str) -> str:
     """The project a path belongs to ("" for /projects): bursts are told apart per project, so one
     forbidden or deleted project does not reopen a burst every time another one answers."""
@@ -145,6 +277,38 @@ class _BurstLog:
                            failed_attempts=count)
 
 
+class _Recorder:
+    """The one place an outcome is counted (on the observer) and logged (burst log, debug line)."""
+
+    def __init__(self, observer: RequestObserver) -> None:
+        self.observer = observer
+        self.bursts = _BurstLog()
+        self._log = logs.get_logger("callmeter.client")
+
+    def attempt(self, call: _Call, status: int | None, seconds: float, error: errors.ApiError | None, *,
+                remaining: float | None = None) -> None:
+        """One attempt: its answer's `status` (None when none came), time, error and remaining budget."""
+        if status is None:
+            self.observer.request(call.route, "error", seconds)
+        else:
+            self.observer.request(call.route, str(status), seconds)
+            self._log.debug("api.request", route=call.route, status=status, seconds=round(seconds, 4),
+                            page=call.params.get("page"))
+        if remaining is not None:
+            self.observer.rate_limit_remaining(remaining)
+        self.outcome(call.route, call.path, error)
+
+    def outcome(self, route: str, path: str, error: errors.ApiError | None, *, parsed: bool = False) -> None:
+        """An error, or a success: an answer arrived, or (`parsed`) its payload's models were read too."""
+        if error is None:
+            self.bursts.success(route, path, parsed=parsed)
+            return
+        self.observer.error(route, error.kind)
+        if isinstance(error, errors.RateLimited):
+            self.observer.rate_limited()
+        self.bursts.error(route, path, error)
+
+
 class CallMeterClient:
     def __init__(
         self,
@@ -162,15 +326,13 @@ class CallMeterClient:
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._key = key
-        self._timeout = timeout
-        self._max_body = max_body_bytes
+        self._limits = _Limits(timeout=timeout, max_body_bytes=max_body_bytes)
         self._limiter = limiter
         self._max_attempts = max_attempts
-        self._observer: RequestObserver = observer or NullObserver()
+        self._recorder = _Recorder(observer or NullObserver())
         self._sleep = sleep
         self._backoff_base = backoff_base
         self._gate = asyncio.Semaphore(max_concurrency)
-        self._bursts = _BurstLog()
         self._log = logs.get_logger("callmeter.client")
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
@@ -188,12 +350,12 @@ class CallMeterClient:
 
     async def get(self, route: str, path: str, model: type[M]) -> M:
         """One resource (`data` is an object)."""
-        body = await self._request(route, path, {})
+        body = await self._request(route, path)
         data = body.get("data")
         if not isinstance(data, dict):
-            raise self._invalid(route, path, "data is not an object")
+            raise self._reject(route, path, "data is not an object")
         item = self._parse(route, path, model, data)
-        self._bursts.success(route, path, parsed=True)
+        self._recorder.outcome(route, path, None, parsed=True)
         return item
 
     async def page(self, route: str, path: str, page: int, per_page: int = PER_PAGE) -> Page:
@@ -201,7 +363,7 @@ class CallMeterClient:
         body = await self._request(route, path, {"page": page, "per_page": per_page})
         data = body.get("data")
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-            raise self._invalid(route, path, "data is not an array of objects")
+            raise self._reject(route, path, "data is not an array of objects")
         meta = body.get("meta")
         raw = meta.get("pagination") if isinstance(meta, dict) else None
         try:
@@ -252,166 +414,122 @@ class CallMeterClient:
     def parse_items(self, route: str, model: type[M], items: list[dict[str, Any]], *, path: str = "") -> list[M]:
         """The items of a page as models; `path` (the page's) tells the project in the error log."""
         parsed = [self._parse(route, path, model, item) for item in items]
-        self._bursts.success(route, path, parsed=True)
+        self._recorder.outcome(route, path, None, parsed=True)
         return parsed
-
-    # -- internals ----------------------------------------------------------------------------
 
     def _parse(self, route: str, path: str, model: type[M], data: dict[str, Any]) -> M:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False))
-            raise self._invalid(route, path, f"{model.__name__} payload lacks or garbles: {fields[:200]}") from None
+            raise self._reject(route, path, f"{model.__name__} payload lacks or garbles: {fields[:200]}") from None
 
-    def _invalid(self, route: str, path: str, why: str, status: int = 200,
-                 cls: type[errors.InvalidResponse] = errors.InvalidResponse) -> errors.InvalidResponse:
-        """An unusable answer, counted and logged (once per burst) here."""
-        exc = cls(f"unexpected response from {route}: {why}", route=route, status=status)
-        self._observer.error(route, exc.kind)
-        self._bursts.error(route, path, exc)
+    def _reject(self, route: str, path: str, why: str) -> errors.InvalidResponse:
+        """An answer whose payload is unusable, recorded here."""
+        exc = _unexpected(route, why)
+        self._recorder.outcome(route, path, exc)
         return exc
 
-    async def _request(self, route: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    # -- the send path ------------------------------------------------------------------------
+
+    async def _request(self, route: str, path: str, params: Mapping[str, Any] | None = None, *,
+                       method: str = "GET", json: Any = None) -> dict[str, Any]:
+        """The body of one request, tried again as the module docstring says.
+
+        Protected: only `exporter/gate` passes a `method` other than GET (and a JSON body)."""
+        call = _Call(method, route, path, params or {}, json)
         attempt = 0
         while True:
             attempt += 1
             try:
-                body = await self._attempt(route, path, params)
-            except _Garbled:
-                # Already counted and logged; a truncated answer is usually gone on the next try.
-                if attempt >= self._max_attempts:
-                    raise
-                delay = self._backoff_base * 2 ** (attempt - 1)
-                await self._sleep(delay * random.uniform(0.5, 1.5))
-                continue
+                body = await self._send(call)
             except errors.RateLimited as exc:
                 self._limiter.pause(exc.retry_after)
                 self._limiter.on_rate_limited()
-                self._observer.rate_limited()
-                self._bursts.error(route, path, exc)
                 if attempt >= self._max_attempts:
                     raise
                 continue  # the limiter holds the next attempt until Retry-After has passed
-            except (errors.ServerError, errors.TransportError) as exc:
-                self._bursts.error(route, path, exc)
-                if attempt >= self._max_attempts:
+            except (_Garbled, errors.ServerError, errors.TransportError):
+                # A truncated answer, a 5xx or no answer is usually gone on the next try.
+                if attempt >= self._max_attempts or method not in _RETRIED_METHODS:
                     raise
                 delay = self._backoff_base * 2 ** (attempt - 1)
                 await self._sleep(delay * random.uniform(0.5, 1.5))
                 continue
-            except errors.InvalidResponse:
-                raise  # counted and logged where it was found
-            except errors.ApiError as exc:
-                self._bursts.error(route, path, exc)
-                raise
             self._limiter.on_success()
-            self._bursts.success(route, path, parsed=False)
             return body
 
-    async def _attempt(self, route: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        async with self._gate:
-            while True:
-                slot = self._limiter.reserve()
-                wait = slot - self._limiter.now()
-                if wait > 0:
-                    await self._sleep(wait)
-                if self._limiter.blocked_for() <= 0:
-                    break
-                self._limiter.release(slot)  # a 429 arrived while we waited: queue behind it
-            started = time.perf_counter()
-            exc: errors.ApiError | None = None
-            try:
-                status, headers, content = await self._fetch(path, params)
-            except (TimeoutError, httpx.TimeoutException):
-                exc = errors.ApiTimeout(f"{route}: no complete answer within {self._timeout:g}s", route=route)
-            except httpx.DecodingError as decoding_error:
-                exc = _Garbled(f"unexpected response from {route}: undecodable body "
-                               f"({type(decoding_error).__name__})", route=route)
-            except _TooLarge:
-                exc = errors.InvalidResponse(f"unexpected response from {route}: body larger than "
-                                             f"{self._max_body} bytes", route=route)
-            except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as transport_error:
-                detail = logs.redact_text(str(transport_error))[:200]
-                exc = errors.ApiConnectionError(f"{route}: {type(transport_error).__name__}"
-                                                + (f": {detail}" if detail else ""), route=route)
-            elapsed = time.perf_counter() - started
-            if exc is not None:
-                self._observer.request(route, "error", elapsed)
-                self._observer.error(route, exc.kind)
-                if isinstance(exc, errors.InvalidResponse):
-                    self._bursts.error(route, path, exc)  # the others are logged by `_request`, which retries them
-                raise exc
-        self._observer.request(route, str(status), elapsed)
-        self._log.debug("api.request", route=route, status=status, seconds=round(elapsed, 4),
-                        page=params.get("page"))
-        remaining = _header_number(headers, "x-ratelimit-remaining", "ratelimit-remaining")
-        if remaining is not None:
-            self._observer.rate_limit_remaining(remaining)
-            if remaining <= 0:
-                reset = _header_number(headers, "x-ratelimit-reset", "ratelimit-reset")
-                if reset is not None:
-                    # X-RateLimit-Reset is an epoch time at some APIs and a delay at others.
-                    delay = reset - time.time() if reset > 1e9 else reset
-                    self._limiter.pause(min(delay, RETRY_AFTER_CAP))
-        body = self._decode(content)
-        if status == 429:
-            retry_after = parse_retry_after(headers.get("retry-after"))
-            self._observer.error(route, errors.RateLimited.kind)
-            raise errors.RateLimited(f"{route}: rate limited, retry after {retry_after:.0f}s",
-                                     retry_after=retry_after, route=route)
-        if status >= 400:
-            code, message = self._error_fields(body)
-            http_error = errors.error_for_status(status, f"{route}: HTTP {status} {code}: {message}",
-                                                 route=route, code=code)
-            self._observer.error(route, http_error.kind)
-            raise http_error
-        if not 200 <= status < 300:
-            # Redirects are not followed (they could carry the key elsewhere); 1xx is not an answer.
-            raise self._invalid(route, path, f"HTTP {status} is not a success", status)
-        if body is None:
-            raise self._invalid(route, path, "body is not a JSON object", status, _Garbled)
-        return body
+    async def _send(self, call: _Call) -> dict[str, Any]:
+        """One attempt: booked, sent, judged, and recorded once whatever its outcome."""
+        outcome, seconds = await self._book_and_send(call)
+        if isinstance(outcome, errors.ApiError):
+            self._recorder.attempt(call, None, seconds, outcome)
+            raise outcome
+        remaining = self._heed_rate_limit_headers(outcome.headers)
+        judged = _judge(call.route, outcome)
+        error = judged if isinstance(judged, errors.ApiError) else None
+        self._recorder.attempt(call, outcome.status, seconds, error, remaining=remaining)
+        if isinstance(judged, errors.ApiError):
+            raise judged
+        return judged
 
-    async def _fetch(self, path: str, params: dict[str, Any]) -> tuple[int, httpx.Headers, bytes]:
-        """Status, headers and body of one GET, within one deadline for the whole exchange.
+    async def _book_and_send(self, call: _Call) -> tuple[_Answer | errors.ApiError, float]:
+        """The answer (or our error for the exception that came instead) and the seconds it took."""
+        async with self._gate:
+            await self._book()
+            started = time.perf_counter()
+            outcome: _Answer | errors.ApiError
+            try:
+                outcome = await self._exchange(call)
+            except _CAUGHT as exc:
+                outcome = _translate(call.route, exc, self._limits)
+            return outcome, time.perf_counter() - started
+
+    async def _book(self) -> None:
+        """Wait for a slot on the shared limiter; one a 429 blocked while we waited is given back."""
+        while True:
+            slot = self._limiter.reserve()
+            wait = slot - self._limiter.now()
+            if wait > 0:
+                await self._sleep(wait)
+            if self._limiter.blocked_for() <= 0:
+                return
+            self._limiter.release(slot)  # a 429 arrived while we waited: queue behind it
+
+    async def _exchange(self, call: _Call) -> _Answer:
+        """Status, headers and body of one request, within one deadline for the whole exchange.
 
         httpx's timeout bounds each read, not the answer: a body that trickles in a byte at a time
         would never time out without the outer deadline. The body is read up to `max_body_bytes`
         (after decompression), so an endless or bomb answer cannot exhaust memory."""
-        request = self._http.build_request("GET", path.lstrip("/"), params=params or None,
+        request = self._http.build_request(call.method, call.path.lstrip("/"), params=call.params or None,
+                                           json=call.json,
                                            headers={"Authorization": f"Bearer {self._key.get()}"})
-        async with asyncio.timeout(self._timeout):
+        limit = self._limits.max_body_bytes
+        async with asyncio.timeout(self._limits.timeout):
             response = await self._http.send(request, stream=True)
             try:
                 declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self._max_body:
+                if declared.isdigit() and int(declared) > limit:
                     raise _TooLarge
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
-                    if size > self._max_body:
+                    if size > limit:
                         raise _TooLarge
                     chunks.append(chunk)
             finally:
                 await response.aclose()
-        return response.status_code, response.headers, b"".join(chunks)
+        return _Answer(response.status_code, response.headers, b"".join(chunks))
 
-    @staticmethod
-    def _decode(content: bytes) -> dict[str, Any] | None:
-        try:
-            body = json.loads(content)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
-            return None
-        return body if isinstance(body, dict) else None
-
-    @staticmethod
-    def _error_fields(body: dict[str, Any] | None) -> tuple[str, str]:
-        """Code and message of the error envelope, bounded and scrubbed (an API may echo the key back)."""
-        error = body.get("error") if body else None
-        if isinstance(error, dict):
-            code, message = error.get("code"), error.get("message")
-            return (logs.redact_text(str(code))[:64] if code else "UNKNOWN",
-                    logs.redact_text(str(message))[:200] if message else "")
-        return "UNKNOWN", "no error envelope"
+    def _heed_rate_limit_headers(self, headers: httpx.Headers) -> float | None:
+        """The remaining budget the API reports; at 0, the shared limiter pauses until its reset."""
+        remaining = _header_number(headers, "x-ratelimit-remaining", "ratelimit-remaining")
+        if remaining is not None and remaining <= 0:
+            reset = _header_number(headers, "x-ratelimit-reset", "ratelimit-reset")
+            if reset is not None:
+                # X-RateLimit-Reset is an epoch time at some APIs and a delay at others.
+                delay = reset - time.time() if reset > 1e9 else reset
+                self._limiter.pause(min(delay, RETRY_AFTER_CAP))
+        return remaining

@@ -8,8 +8,8 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import httpx
@@ -28,9 +28,12 @@ from .selfmetrics import ExporterMetrics
 from .server import MetricsServer
 from .settings import Settings
 from .snapshot import Snapshot
+from .state import StateFile
 
 DEMO_KEY_LIMIT = 600
 DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
+STATE_SAVE_INTERVAL = 5.0
+"""At most this often the state file is written (when something changed), and once more on stop."""
 
 
 @dataclass
@@ -44,6 +47,10 @@ class Exporter:
     limiter: RateLimiter
     client: CallMeterClient
     poller: Poller
+    key: KeySource
+    state_file: StateFile | None = None
+    saved_counts: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    """The finished-run counters as last written to the state file."""
 
     @classmethod
     def build(cls, settings: Settings, *, base_url: str | None = None, key: KeySource | None = None,
@@ -72,14 +79,45 @@ class Exporter:
                 lambda: render(snapshot_families(snapshot, now=wall(), packet_loss_unit=unit)))
             exposition.publish_rendered(rendered)
 
+        async def save_then_publish(snapshot: Snapshot) -> None:
+            # New counter values reach the file before any scrape can see them: a kill -9 can lose
+            # the last seconds of data, but never roll a counter Prometheus has read back (a reset).
+            if exporter.state_file is not None and snapshot.finished_runs != exporter.saved_counts:
+                await exporter.save_state()
+            await render_and_publish(snapshot)
+
         poller = Poller(
-            client=client, limiter=limiter, metrics=metrics, publish=publish or render_and_publish,
+            client=client, limiter=limiter, metrics=metrics, publish=publish or save_then_publish,
             project_filter=settings.project_filter,
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
             max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall,
             schedule=settings.schedule, probes_max_interval=settings.probes_max_interval)
-        return cls(settings, registry, metrics, exposition, limiter, client, poller)
+        exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
+        if settings.state_file is not None:
+            exporter.state_file = StateFile(settings.state_file, base_url=base_url or settings.base_url)
+            saved = exporter.state_file.load(key=key.get(), lookback_pages=settings.run_lookback_pages)
+            if saved is not None:
+                poller.restore(saved)
+        return exporter
+
+    async def save_state(self) -> None:
+        """Write the state file (if one is set): encoded on the event loop, written off it."""
+        if self.state_file is None:
+            return
+        state = self.poller.saved_state()
+        payload = self.state_file.encode(state, key=self.key.get(), written_at=time.time())
+        self.saved_counts = dict(state.runs.finished)
+        await asyncio.to_thread(self.state_file.write, payload)
+
+    async def keep_state(self) -> None:
+        """Save every `STATE_SAVE_INTERVAL` seconds while something changed (a new snapshot was built)."""
+        saved: Snapshot | None = None
+        while True:
+            await asyncio.sleep(STATE_SAVE_INTERVAL)
+            if self.poller.snapshot is not saved:
+                saved = self.poller.snapshot
+                await self.save_state()
 
     def landing_page(self) -> str:
         now = time.time()
@@ -151,12 +189,14 @@ async def serve(exporter: Exporter, *, ssl_context: ssl.SSLContext | None = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     poll = asyncio.create_task(exporter.poller.run(), name="callmeter-poller")
+    keeper = asyncio.create_task(exporter.keep_state(), name="callmeter-state")
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
     log.info("exporter.stopping")
-    poll.cancel()
-    stopper.cancel()
-    await asyncio.gather(poll, stopper, return_exceptions=True)
+    for task in (poll, keeper, stopper):
+        task.cancel()
+    await asyncio.gather(poll, keeper, stopper, return_exceptions=True)
+    await exporter.save_state()
     await server.close()
     await exporter.client.aclose()
     log.info("exporter.stopped")

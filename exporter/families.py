@@ -23,6 +23,7 @@ from .models import (
     Probe,
     Project,
     Registrar,
+    RunSummary,
     Test,
     TestRun,
 )
@@ -81,6 +82,20 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value / 1000, 9)
 
 
+def quality_values(summary: RunSummary, packet_loss_unit: PacketLossUnit = "percent") -> dict[str, float | None]:
+    """A run summary's quality fields in base units, keyed by the suffix of their `callmeter_test_run_*`
+    metric (the gate judges these same values); None where the API sent null or nothing."""
+    s = summary
+    return {
+        "mos": s.avg_mos,
+        "jitter_seconds": _ms(s.avg_jitter_ms),
+        "packet_loss_ratio": _ratio(s.avg_packet_loss_fraction, percent=packet_loss_unit == "percent"),
+        "rtt_seconds": _ms(s.avg_rtt_ms),
+        "asr_ratio": _ratio(s.asr, percent=True),
+        "ner_ratio": _ratio(s.ner, percent=True),
+    }
+
+
 def completed_run_families(rows: Iterable[tuple[str, Test, TestRun]],
                            packet_loss_unit: PacketLossUnit = "percent") -> list[Metric]:
     """Quality and size of the latest COMPLETED run of each test."""
@@ -98,15 +113,8 @@ def completed_run_families(rows: Iterable[tuple[str, Test, TestRun]],
         labels = [project, test.id, test.name or test.id]
         s = run.summary
         if s is not None:
-            values = (
-                (mos, s.avg_mos),
-                (jitter, _ms(s.avg_jitter_ms)),
-                (loss, _ratio(s.avg_packet_loss_fraction, percent=packet_loss_unit == "percent")),
-                (rtt, _ms(s.avg_rtt_ms)),
-                (asr, _ratio(s.asr, percent=True)),
-                (ner, _ratio(s.ner, percent=True)),
-            )
-            for family, value in values:
+            quality = quality_values(s, packet_loss_unit)
+            for family, value in zip((mos, jitter, loss, rtt, asr, ner), quality.values(), strict=True):
                 if value is not None:
                     family.add_metric(labels, value)
             counts = (s.total_endpoints, s.registered_count, s.registration_failed_count, s.in_call_count,

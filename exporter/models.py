@@ -4,16 +4,19 @@ Every model accepts unknown fields (the API is "in active development") and trea
 documented field except `id` as optional: a missing or null field becomes None and later yields
 no sample, never a zero. Numbers sent as strings are coerced; a value that cannot be read as
 the documented type becomes None rather than failing the whole page.
+
+That leniency is declared once, as field types (`LenientFloat`, `LenientInt`, `Timestamp`, `StatusWord`,
+`LenientStr`, `Id`), and the models below only name them.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 TERMINAL_RUN_STATUSES = frozenset({"COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW"})
 KNOWN_RUN_STATUSES = ("PENDING", "QUEUED", "RUNNING", "STOPPING", "COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
@@ -66,31 +69,47 @@ def _lenient_str(value: Any) -> str | None:
     return None
 
 
+def _object_or_none(value: Any) -> Any:
+    return value if isinstance(value, dict) else None
+
+
+def _iso(value: float | None) -> str | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC).isoformat()
+
+
+# The field types of every model: each reads what the API sends as leniently as the module docstring says.
+LenientFloat = Annotated[float | None, BeforeValidator(_lenient_float)]
+"""A number, or a string holding one; None when unreadable or not finite."""
+LenientInt = Annotated[int | None, BeforeValidator(_lenient_int)]
+"""As LenientFloat, truncated to an integer."""
+Timestamp = Annotated[float | None, BeforeValidator(_lenient_timestamp), PlainSerializer(_iso, when_used="json")]
+"""An ISO 8601 time with a zone, as unix seconds; written back as ISO 8601 (the state file reads it again)."""
+StatusWord = Annotated[str | None, BeforeValidator(_status_word)]
+"""An upper-case status word, or UNRECOGNIZED: a bounded label value."""
+LenientStr = Annotated[str | None, BeforeValidator(_lenient_str)]
+"""A string, or a number written as one."""
+Id = Annotated[str, BeforeValidator(_lenient_str)]
+"""As LenientStr, but required: an item without a readable id fails to parse."""
+
+
 class ApiModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
 class Pagination(ApiModel):
-    page: int | None = None
-    per_page: int | None = Field(default=None, alias="perPage")
-    total: int | None = None
-    total_pages: int | None = Field(default=None, alias="totalPages")
-
-    _ints = field_validator("page", "per_page", "total", "total_pages", mode="before")(
-        lambda v: _lenient_int(v))
+    page: LenientInt = None
+    per_page: LenientInt = Field(default=None, alias="perPage")
+    total: LenientInt = None
+    total_pages: LenientInt = Field(default=None, alias="totalPages")
 
 
 class Project(ApiModel):
-    id: str
-    slug: str | None = None
-    name: str | None = None
-    test_count: int | None = Field(default=None, alias="testCount")
-    probe_count: int | None = Field(default=None, alias="probeCount")
-    registrar_count: int | None = Field(default=None, alias="registrarCount")
-
-    _strs = field_validator("id", "slug", "name", mode="before")(lambda v: _lenient_str(v))
-    _ints = field_validator("test_count", "probe_count", "registrar_count", mode="before")(
-        lambda v: _lenient_int(v))
+    id: Id
+    slug: LenientStr = None
+    name: LenientStr = None
+    test_count: LenientInt = Field(default=None, alias="testCount")
+    probe_count: LenientInt = Field(default=None, alias="probeCount")
+    registrar_count: LenientInt = Field(default=None, alias="registrarCount")
 
     @property
     def label(self) -> str:
@@ -99,70 +118,48 @@ class Project(ApiModel):
 
 
 class Probe(ApiModel):
-    id: str
-    name: str | None = None
-    status: str | None = None
-    interval_minutes: float | None = Field(default=None, alias="intervalMinutes")
-    last_execution_at: float | None = Field(default=None, alias="lastExecutionAt")
-    next_execution_at: float | None = Field(default=None, alias="nextExecutionAt")
-
-    _strs = field_validator("id", "name", mode="before")(lambda v: _lenient_str(v))
-    _status = field_validator("status", mode="before")(lambda v: _status_word(v))
-    _float = field_validator("interval_minutes", mode="before")(lambda v: _lenient_float(v))
-    _times = field_validator("last_execution_at", "next_execution_at", mode="before")(
-        lambda v: _lenient_timestamp(v))
+    id: Id
+    name: LenientStr = None
+    status: StatusWord = None
+    interval_minutes: LenientFloat = Field(default=None, alias="intervalMinutes")
+    last_execution_at: Timestamp = Field(default=None, alias="lastExecutionAt")
+    next_execution_at: Timestamp = Field(default=None, alias="nextExecutionAt")
 
 
 class Test(ApiModel):
     __test__ = False  # not a pytest test class
 
-    id: str
-    name: str | None = None
-    duration_seconds: float | None = Field(default=None, alias="durationSeconds")
-    total_endpoints: int | None = Field(default=None, alias="totalEndpoints")
-    created_at: float | None = Field(default=None, alias="createdAt")
-
-    _strs = field_validator("id", "name", mode="before")(lambda v: _lenient_str(v))
-    _float = field_validator("duration_seconds", mode="before")(lambda v: _lenient_float(v))
-    _int = field_validator("total_endpoints", mode="before")(lambda v: _lenient_int(v))
-    _time = field_validator("created_at", mode="before")(lambda v: _lenient_timestamp(v))
+    id: Id
+    name: LenientStr = None
+    duration_seconds: LenientFloat = Field(default=None, alias="durationSeconds")
+    total_endpoints: LenientInt = Field(default=None, alias="totalEndpoints")
+    created_at: Timestamp = Field(default=None, alias="createdAt")
 
 
 class RunSummary(ApiModel):
-    total_endpoints: int | None = Field(default=None, alias="totalEndpoints")
-    registered_count: int | None = Field(default=None, alias="registeredCount")
-    registration_failed_count: int | None = Field(default=None, alias="registrationFailedCount")
-    in_call_count: int | None = Field(default=None, alias="inCallCount")
-    completed_count: int | None = Field(default=None, alias="completedCount")
-    avg_mos: float | None = Field(default=None, alias="avgMos")
-    avg_jitter_ms: float | None = Field(default=None, alias="avgJitterMs")
-    avg_packet_loss_fraction: float | None = Field(default=None, alias="avgPacketLossFraction")
-    avg_rtt_ms: float | None = Field(default=None, alias="avgRttMs")
-    asr: float | None = None
-    ner: float | None = None
-
-    _ints = field_validator("total_endpoints", "registered_count", "registration_failed_count",
-                            "in_call_count", "completed_count", mode="before")(lambda v: _lenient_int(v))
-    _floats = field_validator("avg_mos", "avg_jitter_ms", "avg_packet_loss_fraction", "avg_rtt_ms",
-                              "asr", "ner", mode="before")(lambda v: _lenient_float(v))
+    total_endpoints: LenientInt = Field(default=None, alias="totalEndpoints")
+    registered_count: LenientInt = Field(default=None, alias="registeredCount")
+    registration_failed_count: LenientInt = Field(default=None, alias="registrationFailedCount")
+    in_call_count: LenientInt = Field(default=None, alias="inCallCount")
+    completed_count: LenientInt = Field(default=None, alias="completedCount")
+    avg_mos: LenientFloat = Field(default=None, alias="avgMos")
+    avg_jitter_ms: LenientFloat = Field(default=None, alias="avgJitterMs")
+    avg_packet_loss_fraction: LenientFloat = Field(default=None, alias="avgPacketLossFraction")
+    avg_rtt_ms: LenientFloat = Field(default=None, alias="avgRttMs")
+    asr: LenientFloat = None
+    ner: LenientFloat = None
 
 
 class TestRun(ApiModel):
     __test__ = False
 
-    id: str
-    test_id: str | None = Field(default=None, alias="testId")
-    status: str | None = None
-    created_at: float | None = Field(default=None, alias="createdAt")
-    started_at: float | None = Field(default=None, alias="startedAt")
-    completed_at: float | None = Field(default=None, alias="completedAt")
-    summary: RunSummary | None = None
-
-    _strs = field_validator("id", "test_id", mode="before")(lambda v: _lenient_str(v))
-    _status = field_validator("status", mode="before")(lambda v: _status_word(v))
-    _times = field_validator("created_at", "started_at", "completed_at", mode="before")(
-        lambda v: _lenient_timestamp(v))
-    _summary = field_validator("summary", mode="before")(lambda v: v if isinstance(v, dict) else None)
+    id: Id
+    test_id: LenientStr = Field(default=None, alias="testId")
+    status: StatusWord = None
+    created_at: Timestamp = Field(default=None, alias="createdAt")
+    started_at: Timestamp = Field(default=None, alias="startedAt")
+    completed_at: Timestamp = Field(default=None, alias="completedAt")
+    summary: Annotated[RunSummary | None, BeforeValidator(_object_or_none)] = None
 
     @property
     def terminal(self) -> bool:
@@ -175,9 +172,15 @@ class TestRun(ApiModel):
 
 
 class Registrar(ApiModel):
-    id: str
-    name: str | None = None
-    uri: str | None = None
-    transport: str | None = None
+    id: Id
+    name: LenientStr = None
+    uri: LenientStr = None
+    transport: LenientStr = None
 
-    _strs = field_validator("id", "name", "uri", "transport", mode="before")(lambda v: _lenient_str(v))
+
+class ProbeExecution(ApiModel):
+    """The answer to Run Probe, "the queued probe execution details" (the reference shows no fields)."""
+
+    id: LenientStr = None
+    status: StatusWord = None
+    created_at: Timestamp = Field(default=None, alias="createdAt")

@@ -26,6 +26,7 @@ from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
+from .state import SavedState
 
 PROJECTS = KINDS["projects"]
 PROBES = KINDS["probes"]
@@ -70,7 +71,7 @@ class Poller:
         self._log = logs.get_logger("callmeter.poller")
         self.projects: dict[str, ProjectData] = {}
         self._projects_at: float | None = None
-        self.runs = RunTracker(lookback_pages=lookback_pages)
+        self.runs = RunTracker(lookback_pages=lookback_pages, started_at=wall())
         self.probe_statuses: set[str] = set()
         adaptive = schedule == "adaptive"
         self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency,
@@ -113,6 +114,52 @@ class Poller:
         if wants:
             self.settled.clear()
         self.schedule.want_details(project_id, wants)
+
+    # -- across restarts -----------------------------------------------------------------------
+
+    def saved_state(self) -> SavedState:
+        """What a state file keeps: the data and the run tracker as they are now, request times as Unix times."""
+        wall, now = self.wall(), self.now()
+        return SavedState(projects=dict(self.projects), projects_at=self._projects_at, runs=self.runs,
+                          probe_statuses=set(self.probe_statuses), last_success=dict(self._metrics.last_success),
+                          request_times=[wall - (now - t) for t in self._limiter.recent()],
+                          rate_per_minute=self._limiter.per_minute,
+                          paused_until=wall + self._limiter.blocked_for())
+
+    def restore(self, saved: SavedState) -> None:
+        """Before `run`: take up a saved state. Its data is published at once with the times it was read
+        (the stale-data rule applies to it as to any data), each list comes due when its interval since
+        that read has passed, and the limiter counts the previous process's last minute."""
+        wall, now = self.wall(), self.now()
+        self.projects = dict(saved.projects)
+        self._projects_at = saved.projects_at
+        saved.runs.lookback_pages = self.runs.lookback_pages
+        self.runs = saved.runs
+        self.probe_statuses = set(saved.probe_statuses)
+        for resource, at in saved.last_success.items():
+            self._metrics.succeeded(resource, at)
+        self._limiter.restore([now - (wall - t) for t in saved.request_times], per_minute=saved.rate_per_minute,
+                              paused_until=now + max(0.0, saved.paused_until - wall))
+        self._replan(reason="restore")
+
+        def job(resource: str, project_id: str | None, at: float | None) -> Job:
+            due = now if at is None else now + max(0.0, at + self.interval(resource) - wall)
+            return Job(resource, project_id, due=due, refreshed=at is not None)
+
+        self.scheduler.add(job(PROJECTS.name, None, saved.projects_at))
+        for pid, data in self.projects.items():
+            for kind in PER_PROJECT:
+                self.scheduler.add(job(kind.name, pid, data.fetched.get(kind.name)))
+        self._want_tracked_details()
+        self._check_ready()
+        self._dirty.set()
+
+    def _want_tracked_details(self) -> None:
+        """A detail job for every run the tracker still wants (after a restore)."""
+        for pid in self.projects:
+            for run_id in self.runs.of(pid).detail_for_test.values():
+                self.scheduler.add(Job(DETAILS.name, pid, run_id, due=self.now()))
+                self.settled.clear()
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -252,19 +299,23 @@ class Poller:
     def _check_ready(self) -> None:
         if self._projects_at is None:
             return
-        if all(all(k in p.fetched for k in STAMPED) for p in self.projects.values()):
+        fresh, wall = Snapshot(max_data_age=self._max_ages()).fresh, self.wall()
+        # Complete and not stale: data restored from a state file counts only while it is fresh.
+        if all(all(fresh(p.fetched.get(k), k, wall) for k in STAMPED) for p in self.projects.values()):
             if not self.ready.is_set():
                 self._log.info("exporter.ready", projects=len(self.projects))
                 self.ready.set()
             if not self.scheduler.pending(DETAILS.name):
                 self.settled.set()
 
-    def build_snapshot(self) -> Snapshot:
+    def _max_ages(self) -> dict[str, float]:
         if self._max_data_age is not None:
-            ages = dict.fromkeys(STAMPED, self._max_data_age)
-        else:
-            # Three missed refreshes, and never less than 15 minutes.
-            ages = {r: max(3 * self.interval(r), 900.0) for r in STAMPED}
+            return dict.fromkeys(STAMPED, self._max_data_age)
+        # Three missed refreshes, and never less than 15 minutes.
+        return {r: max(3 * self.interval(r), 900.0) for r in STAMPED}
+
+    def build_snapshot(self) -> Snapshot:
+        ages = self._max_ages()
         return Snapshot(
             projects=tuple(self.projects.values()),
             finished_runs=dict(self.runs.finished),

@@ -22,8 +22,11 @@ async def run(settings: Settings, *, once: bool = False, show_schedule: bool = F
         # A little realism: rate-limit headers, and an occasional 500 the client retries through.
         sim.set_faults(rate_limit_headers=True, error_rate=0.02)
         simulator = SimulatorServer(sim).start()
+        if settings.state_file is not None:
+            logs.get_logger().info("state.not_used", path=str(settings.state_file),
+                                   hint="--demo starts a new simulated account each time: nothing to keep")
         settings = settings.model_copy(update={"base_url": simulator.base_url, "plan": "enterprise",
-                                               "requests_per_minute": DEMO_KEY_LIMIT})
+                                               "requests_per_minute": DEMO_KEY_LIMIT, "state_file": None})
         key = KeySource(value=DEMO_KEY)
         floors = DEMO_FLOORS
     try:

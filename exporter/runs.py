@@ -140,8 +140,10 @@ class RunListing:
 class RunTracker:
     """Every project's `ProjectRuns`, the finished-run counters and the rate of wanted details."""
 
-    def __init__(self, *, lookback_pages: int = 3) -> None:
+    def __init__(self, *, lookback_pages: int = 3, started_at: float | None = None) -> None:
         self.lookback_pages = lookback_pages
+        self.started_at = started_at
+        """Unix time the counting began: runs that finished before it are a baseline, not counted."""
         self.projects: dict[str, ProjectRuns] = {}
         self.finished: dict[tuple[str, str, str], int] = {}
         """(project label, test id, status) -> terminal runs observed."""
@@ -214,8 +216,9 @@ class RunTracker:
         assert run.test_id is not None
         if run.terminal and run.status and run.id not in state.counted and (
                 run.order_key is None or run.order_key >= state.count_floor):
-            key = (label, run.test_id, run.status)
-            self.finished[key] = self.finished.get(key, 0) + 1
+            if not (state.cold and self._finished_before_start(run)):
+                key = (label, run.test_id, run.status)
+                self.finished[key] = self.finished.get(key, 0) + 1
             state.counted[run.id] = run.order_key or wall
             if run.status != "COMPLETED":
                 self._result(run)
@@ -231,6 +234,12 @@ class RunTracker:
         that ended while the exporter was watching (what `observation_delay_seconds` measures)."""
         results, self._results = self._results, []
         return results
+    def _finished_before_start(self, run: TestRun) -> bool:
+        """A run already terminal in a project's first listing is history (a baseline), unless CallMeter
+        says it completed after counting began: a restart must never count a project's history again."""
+        if self.started_at is None:
+            return False
+        return run.completed_at is None or run.completed_at <= self.started_at
 
     @staticmethod
     def _trim_counted(state: ProjectRuns) -> None:

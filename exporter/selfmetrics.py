@@ -13,6 +13,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .errors import ERROR_KINDS
+from .kinds import KINDS
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OBSERVATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -49,6 +51,12 @@ class ExporterMetrics(Collector):
             ["resource"], buckets=OBSERVATION_BUCKETS, registry=registry)
         for resource in OBSERVED:
             self.observation_delay.labels(resource)
+        # Every route and error kind from the start: rate() and increase() read 0, not nothing, before
+        # the first error.
+        for kind in KINDS.values():
+            self.latency.labels(kind.route)
+            for error in ERROR_KINDS:
+                self.errors.labels(kind.route, error)
         registry.register(self)
 
     def _changed(self) -> None:

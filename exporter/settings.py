@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         default=None, gt=0,
         description="Seconds after which cached values are no longer served; default: 3x the achieved interval, "
                     "at least 15 minutes.")
+    state_file: Path | None = Field(
+        default=None, description="File that keeps what the exporter knows across restarts (data, counters, "
+                                  "schedule); its folder must exist and be writable. Default: none (start cold).")
     web_config_file: Path | None = Field(default=None,
                                          description="exporter-toolkit web config (TLS, basic auth) for /metrics.")
     log_format: Literal["auto", "json", "console"] = Field(
@@ -93,6 +96,18 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://callmeter.io/api/v1")
         return value.rstrip("/")
+
+    @field_validator("state_file")
+    @classmethod
+    def _state_folder(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if value.is_dir():
+            raise ValueError(f"{value} is a folder; name a file in it, e.g. {value / 'state.json'}")
+        folder = value.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"the folder {folder} does not exist or is not writable by this user")
+        return value
 
     @field_validator("listen_address")
     @classmethod

@@ -15,6 +15,8 @@ import pytest
 
 from tests.support.prometheus import require_binary, run_prometheus
 
+pytestmark = pytest.mark.e2e  # every test runs promtool, amtool or Prometheus
+
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "callmeter-rules.test.yml"

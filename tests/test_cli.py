@@ -14,20 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.settings import Settings, load
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
 from tests.support.processes import ExporterProcess
+from tests.support.published import FAMILIES
 
 SECRET = "cmk_" + "5ec7e7" * 5 + "ab"  # a well-formed key that the simulator does not know
-FAMILIES = """
-callmeter_probe_status callmeter_probe_interval_seconds callmeter_probe_last_execution_timestamp_seconds
-callmeter_probe_next_execution_timestamp_seconds callmeter_test_run_mos callmeter_test_run_jitter_seconds
-callmeter_test_run_packet_loss_ratio callmeter_test_run_rtt_seconds callmeter_test_run_asr_ratio
-callmeter_test_run_ner_ratio callmeter_test_run_endpoints callmeter_test_run_start_timestamp_seconds
-callmeter_test_run_end_timestamp_seconds callmeter_test_run_last_status callmeter_test_runs_finished
-callmeter_project_info callmeter_registrar_info callmeter_up callmeter_exporter_build_info
-callmeter_exporter_api_requests callmeter_exporter_api_request_duration_seconds callmeter_exporter_rate_limited
-callmeter_exporter_request_budget_per_minute callmeter_exporter_last_success_timestamp_seconds
-callmeter_exporter_refresh_interval_seconds callmeter_exporter_requests_per_minute
-callmeter_exporter_run_details_pending
-""".split()
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -49,6 +38,7 @@ def family_names(text: str) -> set[str]:
     return {f.name for f in text_string_to_metric_families(text)}
 
 
+@pytest.mark.e2e
 def test_help_names_every_setting_with_its_variable_and_default() -> None:
     result = cli("--help")
     assert result.returncode == 0
@@ -59,11 +49,13 @@ def test_help_names_every_setting_with_its_variable_and_default() -> None:
     assert "default 10190" not in text and "default :10190" in text
 
 
+@pytest.mark.e2e
 def test_version() -> None:
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("callmeter-exporter 0.")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("env", "args", "names"), [
     ({}, [], "CALLMETER_API_KEY"),
     ({"CALLMETER_API_KEY": ""}, [], "CALLMETER_API_KEY"),
@@ -85,6 +77,7 @@ def test_bad_setting_exits_2_with_one_line_that_never_shows_the_key(env: dict[st
     assert SECRET[4:20] not in result.stderr + result.stdout
 
 
+@pytest.mark.e2e
 def test_key_file_with_a_bad_key_is_reported_without_the_key(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("secret_" + SECRET[4:] + "\n")
@@ -100,6 +93,7 @@ def test_flags_win_over_environment() -> None:
     assert settings.budget_per_minute == 120 * 0.8
 
 
+@pytest.mark.e2e
 def test_once_prints_every_resource_family_and_promtool_accepts_it() -> None:
     result = cli("--demo", "--once", "--log-level", "warning")
     assert result.returncode == 0, result.stderr
@@ -111,6 +105,7 @@ def test_once_prints_every_resource_family_and_promtool_accepts_it() -> None:
     assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
 
 
+@pytest.mark.e2e
 def test_once_exits_1_when_the_api_cannot_be_read(simulator: SimulatorServer) -> None:
     result = cli("--once", env={"CALLMETER_API_KEY": SECRET, "CALLMETER_BASE_URL": simulator.base_url,
                                 "CALLMETER_PLAN": "pro"})
@@ -119,6 +114,7 @@ def test_once_exits_1_when_the_api_cannot_be_read(simulator: SimulatorServer) ->
     assert SECRET not in result.stderr + result.stdout
 
 
+@pytest.mark.e2e
 def test_demo_serves_every_family_within_30_seconds_and_promtool_is_clean() -> None:
     with ExporterProcess("--demo") as exporter:
         exporter.wait_ready(15)
@@ -134,6 +130,7 @@ def test_demo_serves_every_family_within_30_seconds_and_promtool_is_clean() -> N
         assert exporter.stop() == 0
 
 
+@pytest.mark.e2e
 def test_revoked_key_gives_up_0_a_clear_log_line_and_a_running_process(simulator: SimulatorServer) -> None:
     env = {"CALLMETER_API_KEY": DEMO_KEY, "CALLMETER_BASE_URL": simulator.base_url, "CALLMETER_PLAN": "enterprise",
            "CALLMETER_REQUESTS_PER_MINUTE": "600", "CALLMETER_PROBES_MIN_INTERVAL": "1",
@@ -162,6 +159,7 @@ def show_schedule(server: SimulatorServer, plan: str, schedule: str = "fixed") -
                     "CALLMETER_SCHEDULE": schedule})
 
 
+@pytest.mark.e2e
 def test_show_schedule_reads_the_project_list_once_and_prints_the_plan(simulator: SimulatorServer) -> None:
     result = show_schedule(simulator, "basic")
     assert result.returncode == 0, result.stderr
@@ -174,6 +172,7 @@ def test_show_schedule_reads_the_project_list_once_and_prints_the_plan(simulator
     assert [path for _, _, path, _ in simulator.simulator.requests] == ["/api/v1/projects"]
 
 
+@pytest.mark.e2e
 def test_show_schedule_adaptive_reads_each_probe_list_once_and_prints_the_expected_delays() -> None:
     world = WorldConfig(projects=3, probes_per_project=2, tests_per_project=3, probe_interval_minutes=5.0)
     with SimulatorServer(Simulator(world)) as server:
@@ -189,6 +188,7 @@ def test_show_schedule_adaptive_reads_each_probe_list_once_and_prints_the_expect
     assert int(probe[2]) <= 5 and probe[-2:] == ["30", "s"]
 
 
+@pytest.mark.e2e
 def test_show_schedule_names_the_floors_a_free_key_cannot_meet() -> None:
     world = WorldConfig(projects=12, probes_per_project=3, tests_per_project=5)
     with SimulatorServer(Simulator(world)) as server:

@@ -25,7 +25,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.prometheus import PrometheusServer, free_port, run_prometheus, wait_until
+from tests.support.prometheus import (
+    PrometheusServer,
+    free_port,
+    run_prometheus,
+    run_pushgateway,
+    stop_process,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
@@ -303,18 +310,29 @@ def _dashboard_families() -> set[str]:
     return {_family(m) for q in PANEL_QUERIES for m in METRIC.findall(q.expr)}
 
 
+GATE_PREFIX = "callmeter_gate_"
+"""Families `callmeter-exporter gate --pushgateway` pushes: the Pushgateway publishes them, not the exporter."""
+
+
+def _exporter_families() -> set[str]:
+    return {f for f in _dashboard_families() if not f.startswith(GATE_PREFIX)}
+
+
 @dataclass
 class DemoStack:
     metrics_url: str
     prometheus: PrometheusServer
     exposition: str
+    gate_exposition: str
 
 
 @pytest.fixture(scope="module")
 def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
-    """The exporter in demo mode and a Prometheus scraping it every second."""
+    """The exporter in demo mode, a demo quality gate pushing to a Pushgateway, and a Prometheus
+    scraping both every second."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("exporter") / "exporter.log"
+    folder = tmp_path_factory.mktemp("exporter")
+    log_path = folder / "exporter.log"
     argv = [sys.executable, "-m", "exporter", "--demo", "--listen-address", f"127.0.0.1:{port}"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
@@ -327,7 +345,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
         if process.poll() is not None:
             pytest.fail(f"exporter exited with code {process.returncode}\n{exporter_log()}")
         text = _scrape(metrics_url)
-        if text is None or not _dashboard_families() <= set(_families(text)):
+        if text is None or not _exporter_families() <= set(_families(text)):
             return None
         return text
 
@@ -338,31 +356,42 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
         return found[1] if found else None
 
     try:
-        # The demo answers 2% of requests with 500, so the errors family can take a minute and
-        # more to appear. Two 429s make one appear now (error="rate_limited"), and give the
-        # 429 panels something to count; the simulator stops them by itself.
-        simulator = wait_until(simulator_url, timeout=30, what="the demo's simulator URL", diagnostics=exporter_log)
-        burst = urllib.request.Request(
-            f"{simulator}/_sim/faults",
-            data=json.dumps({"burst_429": 2}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(burst, timeout=5):
-            pass
-        exposition = wait_until(
-            all_families,
-            timeout=FAMILIES_TIMEOUT,
-            what="every family the dashboards use on the demo exporter's /metrics",
-            diagnostics=exporter_log,
-        )
-        config = (
-            f"global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  evaluation_interval: {SCRAPE_INTERVAL}\n"
-            "scrape_configs:\n  - job_name: callmeter\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        )
-        with run_prometheus(config) as prometheus:
-            yield DemoStack(metrics_url=metrics_url, prometheus=prometheus, exposition=exposition)
+        with run_pushgateway() as pushgateway:
+            # The demo gate's run takes half a minute: it goes while the exporter fills in.
+            gate = _start_demo_gate(pushgateway.url, folder)
+            # The demo answers 2% of requests with 500, so the errors family can take a minute and
+            # more to appear. Two 429s make one appear now (error="rate_limited"), and give the
+            # 429 panels something to count; the simulator stops them by itself.
+            simulator = wait_until(simulator_url, timeout=30, what="the demo's simulator URL",
+                                   diagnostics=exporter_log)
+            burst = urllib.request.Request(
+                f"{simulator}/_sim/faults",
+                data=json.dumps({"burst_429": 2}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(burst, timeout=5):
+                pass
+            exposition = wait_until(
+                all_families,
+                timeout=FAMILIES_TIMEOUT,
+                what="every family the dashboards use on the demo exporter's /metrics",
+                diagnostics=exporter_log,
+            )
+            try:
+                assert gate.wait(timeout=150) == 0, (folder / "gate.log").read_text(errors="replace")
+            finally:
+                stop_process(gate)
+            gate_exposition = _scrape(pushgateway.url + "/metrics") or ""
+            config = (
+                f"global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  evaluation_interval: {SCRAPE_INTERVAL}\n"
+                "scrape_configs:\n  - job_name: callmeter\n"
+                f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+                "  - job_name: pushgateway\n    honor_labels: true\n"
+                f"    static_configs:\n      - targets: ['{pushgateway.url.removeprefix('http://')}']\n"
+            )
+            with run_prometheus(config) as prometheus:
+                yield DemoStack(metrics_url, prometheus, exposition, gate_exposition)
     finally:
         if process.poll() is None:
             process.terminate()
@@ -373,19 +402,36 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
                 process.wait(timeout=10)
 
 
+def _start_demo_gate(pushgateway: str, folder: Path) -> subprocess.Popen[bytes]:
+    """`callmeter-exporter gate --demo` on the demo's first test, pushing its result (same seed, so
+    the same project and test labels as the demo exporter's)."""
+    argv = [sys.executable, "-m", "exporter", "gate", "--demo", "--project", "production", "--test",
+            "Production call quality 1", "--quiet", "--timeout", "2m", "--pushgateway", pushgateway]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
+    with (folder / "gate.log").open("wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                                env=env)
+
+
+@pytest.mark.e2e
 def test_panels_use_only_metrics_the_exporter_publishes(demo_stack: DemoStack) -> None:
     published = _families(demo_stack.exposition)
-    samples = set().union(*published.values())
+    pushed = {name: samples for name, samples in _families(demo_stack.gate_exposition).items()
+              if name.startswith(GATE_PREFIX)}
+    assert pushed, "the demo gate pushed nothing"
+    samples = set().union(*published.values(), *pushed.values())
     for query in PANEL_QUERIES:
         for metric in METRIC.findall(query.expr):
             assert metric in samples, f"{query.id} uses {metric}, which /metrics does not publish"
 
 
+@pytest.mark.e2e
 def test_every_published_family_is_on_a_panel(demo_stack: DemoStack) -> None:
     missing = set(_families(demo_stack.exposition)) - _dashboard_families()
     assert not missing, f"families on no panel: {sorted(missing)}"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("query", PANEL_QUERIES, ids=lambda q: q.id)
 def test_panel_query_returns_data(demo_stack: DemoStack, query: PanelQuery) -> None:
     expr = _substitute(query.expr)
@@ -397,6 +443,7 @@ def test_panel_query_returns_data(demo_stack: DemoStack, query: PanelQuery) -> N
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("dashboard", "variable"),
     [(d.removesuffix(".json"), v["name"]) for d in DASHBOARD_FILES for v in _variables(_load(d))[1:]],
@@ -436,6 +483,7 @@ def test_merged_table_names_every_value_column(name: str, panel: dict[str, Any])
         assert f"Value #{target['refId']}" in organize["renameByName"], target["refId"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("name", "panel"), TABLES, ids=[p["title"] for _, p in TABLES])
 def test_merged_table_queries_share_their_labels(demo_stack: DemoStack, name: str, panel: dict[str, Any]) -> None:
     """Merge joins rows on equal label columns: every query must return the same label names, and
@@ -454,6 +502,7 @@ STATE_PANELS = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("name", "panel"), STATE_PANELS, ids=[p["title"] for _, p in STATE_PANELS])
 def test_state_codes_are_all_mapped_to_names(demo_stack: DemoStack, name: str, panel: dict[str, Any]) -> None:
     (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]

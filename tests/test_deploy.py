@@ -20,6 +20,7 @@ CHART = ROOT / "deploy" / "helm" / "callmeter-exporter"
 RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 COMPOSE_DIR = ROOT / "deploy" / "compose"
+STATE_DIR = "/var/lib/callmeter-exporter"
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -146,6 +147,24 @@ def test_dockerfile_exposes_10190_and_enters_the_exporter() -> None:
     assert "org.opencontainers.image.title" in labels
 
 
+def test_dockerfile_gives_the_runtime_user_a_state_folder_and_no_volume() -> None:
+    instructions = dockerfile_instructions()
+    uid, _, gid = next(rest for keyword, rest in reversed(instructions) if keyword == "USER").partition(":")
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    match = re.search(rf"install -d -o (\S+) -g (\S+) -m (\d+) {STATE_DIR}(\s|$)", runs)
+    assert match, f"the image must create {STATE_DIR} for the runtime user"
+    assert (match.group(1), match.group(2)) == (uid, gid or uid), "owned by the USER the image runs as"
+    assert int(match.group(3), 8) & 0o700 == 0o700, "the owner can write it"
+    # A VOLUME would hand each container an anonymous volume that goes with it: persistence in looks only.
+    assert not [rest for keyword, rest in instructions if keyword == "VOLUME"]
+    # Off by default: under --read-only with no volume mounted, a state file in the image's env would stop it.
+    env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
+    assert "CALLMETER_STATE_FILE" not in env
+    header = (ROOT / "Dockerfile").read_text()
+    assert f"--read-only -v callmeter-state:{STATE_DIR}" in header
+    assert f"CALLMETER_STATE_FILE={STATE_DIR}/state.json" in header
+
+
 def test_dockerignore_lets_only_the_package_sources_in() -> None:
     lines = [
         line.strip()
@@ -193,6 +212,18 @@ def test_values_and_ci_values_match_the_schema() -> None:
         {"config": {"projects": "a,b"}},
         {"apiKey": "not-a-callmeter-key"},
         {"replicaCount": 2},
+        {"persistence": {"enabled": True}},
+        {"state": {"persistance": {"enabled": True}}},
+        {"state": {"mountPath": "var/lib/callmeter-exporter"}},
+        {"state": {"mountPath": "/"}},
+        {"state": {"fileName": "state/state.json"}},
+        {"state": {"fileName": ".."}},
+        {"state": {"emptyDir": {"medium": "tmpfs"}}},
+        {"state": {"emptyDir": {"sizeLimit": "lots"}}},
+        {"state": {"persistence": {"size": "1 GB"}}},
+        {"state": {"persistence": {"accessModes": []}}},
+        {"state": {"persistence": {"accessModes": ["ReadWriteAll"]}}},
+        {"state": {"persistence": {"existingClaim": "Callmeter_State"}}},
     ],
     ids=lambda change: json.dumps(change),
 )
@@ -246,6 +277,33 @@ def test_deployment_probes_and_hardening() -> None:
     assert "automountServiceAccountToken: false" in text
 
 
+def test_state_file_is_on_an_emptydir_by_default_and_the_root_stays_read_only() -> None:
+    v = values()
+    state = v["state"]
+    assert state["enabled"] is True and state["persistence"]["enabled"] is False
+    assert state["mountPath"] == STATE_DIR, "the folder the image makes for the runtime user"
+    assert v["securityContext"]["readOnlyRootFilesystem"] is True
+    # The volume is writable by the non-root user through the pod's fsGroup.
+    assert v["podSecurityContext"]["fsGroup"] == v["securityContext"]["runAsGroup"] == 65532
+    assert state["persistence"]["accessModes"] == ["ReadWriteOnce"]
+    text = template_code("deployment.yaml")
+    assert "name: CALLMETER_STATE_FILE" in text
+    assert 'printf "%s/%s" .Values.state.mountPath .Values.state.fileName' in text
+    assert "emptyDir:" in text and "persistentVolumeClaim:" in text
+    # Never in demo mode: the simulator starts a new world (and a new base URL) on every start.
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert "and .Values.state.enabled (not .Values.demo)" in helpers
+    claim = template_code("pvc.yaml")
+    assert "kind: PersistentVolumeClaim" in claim and "existingClaim" in claim
+
+
+def test_values_say_what_the_emptydir_does_not_survive() -> None:
+    text = (CHART / "values.yaml").read_text()
+    block = text[text.index("\nstate:") : text.index("\npriorityClassName:")]
+    for needle in ("container", "OOM kill", "liveness", "not a new pod", "helm", "Recreate", "ReadWriteOncePod"):
+        assert needle in block, needle
+
+
 def test_chart_version_metadata() -> None:
     chart = load_yaml(CHART / "Chart.yaml")
     assert chart["apiVersion"] == "v2"
@@ -270,6 +328,27 @@ def test_compose_runs_the_demo_reachable_from_other_containers() -> None:
     assert "--demo" in command
     assert "0.0.0.0:10190" in " ".join(command)
     assert exporter["read_only"] is True
+
+
+def test_compose_demo_keeps_no_state_the_account_override_keeps_it_on_a_named_volume() -> None:
+    base = compose()["services"]["exporter"]
+    # The demo's simulator starts a new world each time: a state file could never be used.
+    assert "CALLMETER_STATE_FILE" not in base.get("environment", {})
+    account: dict[str, Any] = load_yaml(COMPOSE_DIR / "docker-compose.account.yml")
+    exporter = account["services"]["exporter"]
+    assert "--demo" not in exporter["command"], "the override replaces the demo command"
+    assert "0.0.0.0:10190" in " ".join(exporter["command"])
+    env = exporter["environment"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in exporter["volumes"]}
+    named = {source: target for source, target in mounts.items() if not source.startswith((".", "/"))}
+    assert named == {"exporter-state": STATE_DIR} and "exporter-state" in account["volumes"]
+    assert env["CALLMETER_STATE_FILE"] == f"{STATE_DIR}/state.json"
+    # The key comes from a read-only folder mount that git ignores, never from an environment value.
+    assert "CALLMETER_API_KEY" not in env
+    key_dir = next(volume for volume in exporter["volumes"] if volume.startswith("./secrets:"))
+    assert key_dir.endswith(":ro") and env["CALLMETER_API_KEY_FILE"].startswith(key_dir.split(":")[1] + "/")
+    assert "deploy/compose/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert "read_only" not in exporter and base["read_only"] is True, "the override keeps the read-only root"
 
 
 def test_compose_images_are_pinned_and_ports_local() -> None:

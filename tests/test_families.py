@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+import subprocess
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
 from exporter.families import completed_run_families, probe_families, snapshot_families
-from exporter.models import Probe, Project, Registrar, Test, TestRun
+from exporter.models import Probe, Test, TestRun
 from exporter.snapshot import ProjectData, Snapshot
-
-FIXTURES = Path(__file__).parent / "fixtures"
-NOW = 1768476000.0  # 2026-01-15T11:20:00Z
-
-
-def load(name: str) -> Any:
-    return json.loads((FIXTURES / f"reference_{name}.json").read_text())["data"]
+from tests.support.golden import GOLDEN, render_reference
+from tests.support.prometheus import require_binary
+from tests.support.reference import NOW, load, reference_snapshot
 
 
 class Families:
@@ -35,22 +30,6 @@ class Families:
 
     def names(self) -> set[str]:
         return {s.name for f in self._families for s in f.samples}
-
-
-def reference_snapshot(**run_changes: Any) -> Snapshot:
-    project = Project.model_validate(load("projects")[0])
-    test = Test.model_validate(load("tests")[0])
-    run_payload = load("test_run")
-    run_payload["summary"].update(run_changes)
-    run = TestRun.model_validate(run_payload)
-    data = ProjectData(
-        project=project,
-        probes=tuple(Probe.model_validate(p) for p in load("probes")),
-        tests=(test,),
-        registrars=tuple(Registrar.model_validate(r) for r in load("registrars")),
-        latest_runs={test.id: run}, latest_completed={test.id: run},
-        fetched=dict.fromkeys(("probes", "tests", "registrars", "test_runs"), NOW))
-    return Snapshot(projects=(data,), finished_runs={("production", "abc123", "COMPLETED"): 1})
 
 
 TEST = {"project": "production", "test_id": "abc123", "test": "Production Stress Test"}
@@ -144,3 +123,22 @@ def test_deleted_test_takes_its_run_series_with_it() -> None:
                        latest_completed=data.latest_completed, fetched={"tests": NOW, "test_runs": NOW})
     f = Families(snapshot_families(Snapshot(projects=(gone,), finished_runs=snapshot.finished_runs), now=NOW))
     assert not {n for n in f.names() if n.startswith("callmeter_test_run")}
+
+
+# -- the golden exposition (tests/golden/reference.prom; `python -m tests.support.golden` rewrites it) ------
+
+
+def test_reference_snapshot_renders_the_golden_exposition_byte_for_byte() -> None:
+    rendered, golden = render_reference(), GOLDEN.read_bytes()
+    # Compared as text for a readable diff; the encoding is UTF-8 both ways, so equal text is equal bytes.
+    assert rendered.decode() == golden.decode(), "intended? run `python -m tests.support.golden` and review the diff"
+    assert rendered == golden
+
+
+@pytest.mark.e2e
+def test_the_golden_exposition_is_clean_for_promtool() -> None:
+    promtool = require_binary("promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=GOLDEN.read_bytes(), capture_output=True,
+                             timeout=30, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip() == b"" and checked.stderr.strip() == b"", checked.stdout + checked.stderr

@@ -197,6 +197,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_fault_keeps_last_data_counts_logs_once_and_recovers(pair: Pair, fault: Fault) -> None:
     pair.healthy()
@@ -263,6 +264,7 @@ def test_fault_keeps_last_data_counts_logs_once_and_recovers(pair: Pair, fault: 
     assert not [e for e in events if e.get("event") == "refresh.crashed" or e.get("level") in ("error", "critical")]
 
 
+@pytest.mark.e2e
 def test_slow_answers_within_the_timeout_are_no_fault(pair: Pair) -> None:
     pair.healthy()
     errors_before = pair.counters("callmeter_exporter_api_errors_total", "error")
@@ -279,6 +281,7 @@ def test_slow_answers_within_the_timeout_are_no_fault(pair: Pair) -> None:
     assert errors_after == errors_before
 
 
+@pytest.mark.e2e
 def test_schema_drift_is_absorbed(pair: Pair) -> None:
     pair.healthy()
     baseline = pair.samples()
@@ -327,6 +330,7 @@ def _probe_labels(samples: Samples, probe_id: str) -> dict[str, str]:
     raise AssertionError(f"no probe {probe_id}")
 
 
+@pytest.mark.e2e
 def test_stale_data_is_dropped_after_max_age_and_comes_back(pair: Pair) -> None:
     """CALLMETER_MAX_DATA_AGE=5: an API that stops answering stops the resource series 5 s later, while
     the last-success timestamps stay and age; the series return with the API."""
@@ -363,6 +367,7 @@ def test_stale_data_is_dropped_after_max_age_and_comes_back(pair: Pair) -> None:
         assert cleared > 0
 
 
+@pytest.mark.e2e
 def test_a_list_that_shrinks_while_it_is_read_loses_no_live_probe(pair: Pair) -> None:
     """Offset pagination skips an item when an earlier one is deleted between two page reads; the
     client reads a listing again when its total moves, so a probe that lives on never blinks out."""
@@ -404,6 +409,7 @@ def test_a_list_that_shrinks_while_it_is_read_loses_no_live_probe(pair: Pair) ->
     print(f"listings read again after the list moved: {len(moved)}")
 
 
+@pytest.mark.e2e
 def test_deleted_resources_go_away_and_a_deleted_project_404s(pair: Pair) -> None:
     """Deletion is the one fault whose data must not be kept: the series of what is gone go away."""
     pair.healthy()

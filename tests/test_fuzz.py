@@ -26,6 +26,7 @@ from exporter.client import RETRY_AFTER_CAP, CallMeterClient, Page
 from exporter.keysource import KeySource
 from exporter.models import Probe, Project, Registrar, RunSummary, Test, TestRun
 from exporter.simulator import DEMO_KEY
+from tests.support.fake_time import FakeTime
 
 MODELS: list[type[BaseModel]] = [Project, Probe, Test, TestRun, Registrar]
 _ALL: list[type[BaseModel]] = [*MODELS, RunSummary]
@@ -116,17 +117,6 @@ headers = st.dictionaries(st.sampled_from(["Retry-After", "X-RateLimit-Remaining
 statuses = st.sampled_from([200, 200, 200, 201, 204, 299, 301, 302, 304, 400, 401, 403, 404, 418, 422, 429, 500,
                             502, 503, 599])
 answers = st.tuples(statuses, headers, raw_bodies)
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
 
 
 def _finite_numbers(model: BaseModel) -> None:

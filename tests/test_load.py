@@ -12,13 +12,13 @@ from __future__ import annotations
 import gzip
 import http.client
 import re
-import shutil
 import subprocess
 import threading
 import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.exposition import render
 from tests.support.faultkit import ServerThread
 from tests.support.processes import ExporterProcess
+from tests.support.prometheus import require_binary
 
 DURATION = 5.0
 CLIENTS = 4
@@ -141,12 +142,9 @@ def _wrk_figures(output: str) -> dict[str, Any]:
             "socket_errors": sum(int(g) for g in sockets.groups()) if sockets else 0}
 
 
+@pytest.mark.e2e
 def test_wrk_against_the_demo_process_sees_no_errors() -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        import pytest
-
-        pytest.skip("wrk is not installed (Debian package wrk)")
+    wrk = require_binary("wrk")  # fails under CI=true when missing, skips elsewhere
     with ExporterProcess("--demo") as exporter:
         exporter.wait_ready(30)
         figures = {}

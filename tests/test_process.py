@@ -49,6 +49,7 @@ def _in_flight() -> int:
     return sum(1 for t in threading.enumerate() if "process_request_thread" in t.name)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_with_requests_in_flight_exits_0_within_5_seconds(slow_simulator: SimulatorServer,
                                                                  sig: signal.Signals) -> None:
@@ -90,7 +91,7 @@ def _sizes(poller: Poller, client: CallMeterClient) -> dict[str, int]:
         "wanted_runs": sum(len(s.wanted_runs) for s in states),
         "jobs": len(poller.scheduler.jobs),
         "finished_series": len(poller.runs.finished),
-        "open_bursts": len(client._bursts._open),
+        "open_bursts": len(client._recorder.bursts._open),
     }
 
 

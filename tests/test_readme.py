@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from exporter.settings import Settings
-from tests.test_cli import FAMILIES
+from tests.support.published import FAMILIES
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -25,3 +25,17 @@ def test_every_metric_family_is_documented() -> None:
 def test_quick_start_is_one_command_that_starts_the_demo() -> None:
     assert "pip install . && .venv/bin/callmeter-exporter --demo" in README
     assert "pip install -e '.[test]' && .venv/bin/python -m pytest" in README
+
+
+def test_the_gate_section_names_every_option_and_exit_code() -> None:
+    from exporter.gate.judge import EXIT_NAMES
+    from exporter.gate.options import build_parser
+
+    section = README.split("## CI/CD quality gate", 1)[1].split("\n## ", 1)[0]
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag not in ("--help", "--version"):
+                assert f"`{flag}" in section or f"`CALLMETER_{flag[2:].replace('-', '_').upper()}`" in README, flag
+    codes = re.findall(r"^\| (\d) \|", section, re.MULTILINE)
+    assert codes == [str(code) for code in sorted(EXIT_NAMES)]
+    assert "callmeter_gate_passed" in section and "```yaml" in section and "GitLab CI" in section

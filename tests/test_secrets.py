@@ -73,6 +73,7 @@ def _events(exporter: ExporterProcess, name: str) -> list[dict[str, object]]:
     return out
 
 
+@pytest.mark.e2e
 def test_key_file_rotation_mid_run_switches_keys_without_a_401(own_simulator: SimulatorServer,
                                                                tmp_path: Path) -> None:
     """A Kubernetes-style Secret: the file is a symlink through `..data`, swapped atomically."""
@@ -116,6 +117,7 @@ def test_key_file_rotation_mid_run_switches_keys_without_a_401(own_simulator: Si
     assert old not in output and new not in output
 
 
+@pytest.mark.e2e
 def test_the_key_never_shows_on_any_error_path(own_simulator: SimulatorServer) -> None:
     """401, 403, 404, 429, 5xx, timeouts and garbled bodies at debug level (httpx and httpcore included):
     the key is in no log line, no metric, no page."""

@@ -27,8 +27,8 @@ import exporter.server
 from exporter.exposition import OPENMETRICS, TEXT, Exposition, render
 from exporter.selfmetrics import ExporterMetrics
 from exporter.server import MAX_HEADER_BYTES, MetricsServer
+from tests.support.exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families
 from tests.support.prometheus import run_prometheus, wait_until
-from tests.test_exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families
 
 TIMEOUT = 10.0
 
@@ -534,6 +534,7 @@ def served_in_a_thread(exposition: Exposition) -> Iterator[int]:
         loop.close()
 
 
+@pytest.mark.e2e
 def test_prometheus_scrapes_gzip_openmetrics_and_gzip_text(monkeypatch: pytest.MonkeyPatch) -> None:
     exposition, metrics = make_exposition()
     exposition.publish(sample_families(2000))

@@ -302,6 +302,7 @@ def test_min_version_tls13_refuses_a_tls12_client(pki: Pki) -> None:
 # -- the real process ---------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_exporter_serves_tls_and_basic_auth_from_web_config_file(pki: Pki) -> None:
     path = write(pki.folder, TLS_AND_AUTH, "process.yml")
     with ExporterProcess("--demo", "--web.config.file", str(path)) as exporter:
@@ -328,6 +329,7 @@ def test_the_exporter_serves_tls_and_basic_auth_from_web_config_file(pki: Pki) -
         assert PASSWORD not in exporter.output()
 
 
+@pytest.mark.e2e
 def test_a_bad_web_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, "basic_auth_users:\n  prometheus: hunter2\n")
     argv = [sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(path),

@@ -164,6 +164,8 @@ def check_objects(repo: Path, values: dict[str, Any], text: str, docs: list[dict
             "CALLMETER_WEB_CONFIG_FILE points into the web-config mount",
         )
 
+    check_state(values, pod, container, docs)
+
     service = one(docs, "Service")
     expect([p["name"] for p in service["spec"]["ports"]] == ["http-metrics"], "Service port http-metrics")
 
@@ -217,6 +219,54 @@ def check_objects(repo: Path, values: dict[str, Any], text: str, docs: list[dict
                 f"ConfigMap copy of {path.name} differs from {path}",
             )
         print(f"    dashboards: {len(maps)} ConfigMaps equal to {DASHBOARDS}/*.json")
+
+
+def check_state(
+    values: dict[str, Any], pod: dict[str, Any], container: dict[str, Any], docs: list[dict[str, Any]]
+) -> None:
+    """The state file: on its volume (emptyDir or a claim), writable by 65532, never in demo mode."""
+    state = values["state"]
+    persistence = state["persistence"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    mounts = {m["name"]: m for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    claims = [d for d in docs if d.get("kind") == "PersistentVolumeClaim"]
+    if not state["enabled"] or values["demo"]:
+        expect("CALLMETER_STATE_FILE" not in env, "no state file when state.enabled is false or in demo mode")
+        expect("state" not in mounts and "state" not in volumes and not claims, "no state volume")
+        print("    state: none")
+        return
+    mount = mounts["state"]
+    expect(mount["mountPath"] == state["mountPath"] and not mount.get("readOnly"), "state volume mounted writable")
+    expect(
+        env.get("CALLMETER_STATE_FILE") == f"{state['mountPath']}/{state['fileName']}",
+        "CALLMETER_STATE_FILE names a file inside the state volume",
+    )
+    psc = pod["securityContext"]
+    expect(psc.get("fsGroup") == 65532, "fsGroup 65532, so the non-root user can write the state volume")
+    volume = volumes["state"]
+    if not persistence["enabled"]:
+        expect("emptyDir" in volume and isinstance(volume["emptyDir"], dict), "state on an emptyDir by default")
+        expect(not claims, "an emptyDir needs no claim")
+        print(f"    state: emptyDir {volume['emptyDir']}")
+        return
+    claim_name = volume["persistentVolumeClaim"]["claimName"]
+    if persistence["existingClaim"]:
+        expect(claim_name == persistence["existingClaim"] and not claims, "existingClaim used, no claim made")
+        print(f"    state: existing claim {claim_name}")
+        return
+    (claim,) = claims
+    spec = claim["spec"]
+    expect(claim["metadata"]["name"] == claim_name, "the pod mounts the claim the chart makes")
+    expect(spec["accessModes"] == persistence["accessModes"], "claim accessModes")
+    expect(spec["resources"]["requests"]["storage"] == persistence["size"], "claim size")
+    storage_class = persistence["storageClass"]
+    if storage_class:
+        expect(spec.get("storageClassName") == ("" if storage_class == "-" else storage_class), "storageClassName")
+    else:
+        expect("storageClassName" not in spec, "no storageClassName: the cluster default")
+    expect((claim["metadata"].get("annotations") or {}) == persistence["annotations"], "claim annotations as given")
+    print(f"    state: claim {claim_name} {spec['accessModes']} {persistence['size']}")
 
 
 def check_package(repo: Path, chart_dir: Path, workdir: Path) -> None:

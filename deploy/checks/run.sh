@@ -75,7 +75,7 @@ section "check-jsonschema: chart values files against values.schema.json"
 "$BIN/check-jsonschema" --schemafile "$CHART/values.schema.json" "$CHART/values.yaml" "$CHART"/ci/*.yaml
 
 section "check-jsonschema: compose files against the compose spec"
-"$BIN/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/docker-compose.yml
+"$BIN/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/docker-compose*.yml
 
 section "promtool: compose Prometheus config syntax"
 if command -v promtool >/dev/null 2>&1; then

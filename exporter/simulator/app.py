@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, fields, replace
 from email.utils import formatdate
 from typing import Any
 
-from .world import World, WorldConfig, iso
+from . import writes
+from .world import World, WorldConfig
 
 DEMO_KEY = "cmk_" + "d3" * 16
 API_PREFIX = "/api/v1"
@@ -198,17 +199,28 @@ class Simulator:
                                for r in w.registrars.values() if r.project_id == pid], query)
         raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
 
+    # -- the two writes: Run Test and Run Probe (simulator.writes) --------------------------
+
     def _post(self, parts: list[str], now: float) -> Response:
-        w = self.world
-        if len(parts) == 5 and parts[0] == "projects" and parts[4] == "run" and parts[1] in w.projects:
-            if parts[2] == "tests" and parts[3] in w.tests:
-                run_id = w.start_run(parts[3], now)
-                return self._one({"id": run_id, "testId": parts[3], "status": "PENDING", "createdAt": iso(now)},
-                                 status=201)
-            if parts[2] == "probes" and parts[3] in w.probes:
-                return self._one({"id": "exec_" + uuid.uuid4().hex[:12], "probeId": parts[3], "status": "QUEUED",
-                                  "createdAt": iso(now)}, status=201)
-        raise _ApiFault(404, "NOT_FOUND", "Resource does not exist or is not accessible")
+        try:
+            data = writes.post(self.world, parts, now, forbidden=self.faults.forbidden_projects)
+        except writes.WriteRefused as refused:
+            raise _ApiFault(refused.status, refused.code, refused.message) from None
+        return self._one(data, status=201)
+
+    def plan_test_runs(self, test_id: str, *, outcome: str | None = None, summary: dict[str, Any] | None = None,
+                       duration: float | None = None) -> None:
+        """How the test's triggered runs end: terminal status (None: the usual draw), summary fields
+        laid over the drawn ones (a None value sends null), RUNNING time in seconds."""
+        with self.lock:
+            writes.control(self.world, "POST", ["tests", test_id],
+                           {"outcome": outcome, "summary": summary, "duration": duration})
+
+    def plan_probe_executions(self, probe_id: str, *, status: str | None = None, seconds: float | None = None
+                              ) -> None:
+        """What a triggered execution of the probe leaves (None: its usual status) and how long it takes."""
+        with self.lock:
+            writes.control(self.world, "POST", ["probe-executions", probe_id], {"status": status, "seconds": seconds})
 
     def _runs(self, pid: str, query: dict[str, str], now: float) -> Response:
         rows = self.world.runs_of_project(pid, now)
@@ -329,6 +341,8 @@ class Simulator:
                 self.faults = Faults()
             elif method == "POST" and parts == ["delete"]:
                 self.delete(payload["kind"], payload["id"])
+            elif writes.control(self.world, method, parts, payload):
+                pass
             elif method == "POST" and parts == ["keys"]:
                 if "revoke" in payload:
                     self.revoked.add(payload["revoke"])

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from .draws import iso, unit
 from .executions import Execution, ProbeChange, ProbeTimeline
@@ -142,6 +142,8 @@ class World:
     change_listeners: list[Callable[[ProbeChange], None]] = field(default_factory=list)
     """Called with each probe status change `emit_probe_changes` finds, and with each forced one."""
     _changes_until: float | None = field(default=None, repr=False, compare=False)
+    triggers: Triggers = field(default_factory=lambda: Triggers())
+    """What runs and probe executions started through the API do (simulator.writes)."""
     _project_runs: dict[str, tuple[tuple[Any, ...], tuple[SimTest, ...], list[tuple[float, str, SimTest]]]] = field(
         default_factory=dict, repr=False, compare=False)
     """Per project: the last `runs_of_project` answer and what it was computed from (see there)."""
@@ -194,7 +196,14 @@ class World:
 
     @cached_property
     def timeline(self) -> ProbeTimeline:
-        return ProbeTimeline(self.config, self.start)
+        return ProbeTimeline(self.config, self.start, extra=self._asked_executions)
+
+    def _asked_executions(self, probe: SimProbe) -> list[Execution]:
+        """Executions asked for through the API's Run Probe (simulator.writes): each shows once it has
+        run, with the status planned for it or else the health it finds."""
+        planned = self.triggers.probe_status.get(probe.id)
+        return [Execution(done, done, planned or self.timeline.status_at(probe, done), False)
+                for done in self.triggers.probe_runs.get(probe.id, ())]
 
     def probe_view(self, probe: SimProbe, now: float) -> dict[str, Any]:
         interval = probe.interval_minutes * 60
@@ -259,6 +268,9 @@ class World:
                                 "startedAt": self.stamp(started), "completedAt": self.stamp(completed)}
         if detail:
             view["summary"] = self._summary(test, run_id, status, age, result.running)
+            triggered = self.triggers.of_run(test.id, run_id, test.duration)
+            if triggered is not None and status in ("RUNNING", "COMPLETED", "FAILED"):
+                view["summary"].update(triggered.summary)
         return view
 
     def _summary(self, test: SimTest, run_id: str, status: str, age: float, duration: float) -> dict[str, Any]:
@@ -372,8 +384,8 @@ class World:
     # -- how runs end, and the ground truth ----------------------------------------------------
 
     def test_duration(self, test: SimTest) -> int:
-        """The test's `durationSeconds`."""
-        return round(test.duration)
+        """The test's `durationSeconds`: what a triggered run of it lasts once RUNNING."""
+        return self.triggers.duration(test.id, test.duration)
 
     def run_result(self, test: SimTest, run_id: str, created: float) -> RunResult:
         """How the run ends (whatever the time): RUNNING 4 s after its creation for its test's duration
@@ -381,11 +393,14 @@ class World:
         A run that cannot run says so 3 s after its creation."""
         config, seed = self.config, self.config.seed
         draw = unit(seed, run_id, "outcome")
-        outcome = self.forced_run_outcome.get(run_id) or (
+        triggered = self.triggers.of_run(test.id, run_id, test.duration)
+        outcome = self.forced_run_outcome.get(run_id) or (triggered.outcome if triggered else None) or (
             "CANNOT_RUN_FOR_NOW" if draw < 0.03 else "FAILED" if draw < 0.12 else "COMPLETED")
         low, high = config.run_length
         running = test.duration * (low + (high - low) * unit(seed, run_id, "dur"))
-        if config.run_overrun_rate and unit(seed, run_id, "overrun") < config.run_overrun_rate:
+        if triggered is not None:  # a run started through the API lasts its test's durationSeconds
+            running = triggered.duration
+        elif config.run_overrun_rate and unit(seed, run_id, "overrun") < config.run_overrun_rate:
             low, high = config.run_overrun
             running += test.duration * (low + (high - low) * unit(seed, run_id, "overrun-length"))
         if outcome == "CANNOT_RUN_FOR_NOW":
@@ -445,3 +460,73 @@ class World:
     def stall_probe(self, probe_id: str, at: float | None) -> None:
         """The probe stops executing from `at` (None: it runs again), so its `nextExecutionAt` falls behind."""
         self.probes[probe_id].stalled_since = at
+
+# -- the API's two writes (served by simulator.writes) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TestTrigger:
+    """How one run started through the API behaves."""
+
+    __test__ = False  # not a pytest test class
+
+    outcome: str | None
+    summary: dict[str, Any]
+    duration: float
+
+
+@dataclass
+class Triggers:
+    """Per test: the terminal status, the summary fields (null included) and the duration of the runs
+    it is asked for. Per probe: when its triggered executions run, the status they leave, how long they
+    take."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    probe_runs: dict[str, list[float]] = field(default_factory=dict)
+    probe_status: dict[str, str] = field(default_factory=dict)
+    probe_seconds: dict[str, float] = field(default_factory=dict)
+    default_probe_seconds: float = 10.0
+
+    def duration(self, test_id: str, default: float) -> int:
+        return round(self.durations.get(test_id, default))
+
+    def of_run(self, test_id: str, run_id: str, default_duration: float) -> TestTrigger | None:
+        """None for the scheduled runs (they keep their draws); manual runs have an `_m` in their id."""
+        if not run_id.startswith(f"run_{test_id[:8]}_m"):
+            return None
+        return TestTrigger(self.outcomes.get(test_id), dict(self.summaries.get(test_id, {})),
+                           self.duration(test_id, default_duration))
+
+    def run_probe(self, probe_id: str, now: float) -> int:
+        """Queue an execution of the probe; returns how many it has had."""
+        runs = self.probe_runs.setdefault(probe_id, [])
+        runs.append(now + self.probe_seconds.get(probe_id, self.default_probe_seconds))
+        return len(runs)
+
+    def execution(self, probe_id: str, now: float) -> tuple[float, str | None] | None:
+        """(when, status it left) of the probe's latest triggered execution that has run by `now`."""
+        done = [t for t in self.probe_runs.get(probe_id, ()) if t <= now]
+        return (max(done), self.probe_status.get(probe_id)) if done else None
+
+    def plan_test(self, test_id: str, *, outcome: str | None, summary: dict[str, Any] | None,
+                  duration: float | None) -> None:
+        _set_or_drop(self.outcomes, test_id, outcome)
+        _set_or_drop(self.summaries, test_id, summary)
+        _set_or_drop(self.durations, test_id, duration)
+
+    def plan_probe(self, probe_id: str, *, status: str | None, seconds: float | None) -> None:
+        _set_or_drop(self.probe_status, probe_id, status)
+        if seconds is not None:
+            self.probe_seconds[probe_id] = seconds
+
+
+V = TypeVar("V")
+
+
+def _set_or_drop(table: dict[str, V], key: str, value: V | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value

@@ -80,6 +80,7 @@ def build() -> dash.Dashboard:
         "Test runs",
         [[(24, 8, _latest_runs())], [(12, 8, _run_timeline()), (12, 8, _finished_runs())]],
     )
+    board = add_row(board, "CI quality gates", [[(24, 6, _gates())]])
     return add_row(board, "Inventory", [[(8, 7, _projects()), (16, 7, _registrars())]])
 
 
@@ -368,6 +369,56 @@ def _finished_runs() -> Builder[model.Panel]:
     for name, colour in (("COMPLETED", GREEN), ("CANNOT_RUN_FOR_NOW", ORANGE), ("FAILED", RED)):
         panel = panel.override_by_name(name, fixed_colour(colour))
     return panel
+
+
+def _gates() -> Builder[model.Panel]:
+    by = "project, test_id, test"
+    selector = f'{TESTS}, test_id!=""'
+    targets = [
+        query(f"max by ({by}) (callmeter_gate_passed{{{selector}}})", ref="A", table=True),
+        query(f"max by ({by}) (callmeter_gate_exit_code{{{selector}}})", ref="B", table=True),
+        query(f"max by ({by}) (callmeter_gate_mos{{{selector}}})", ref="C", table=True),
+        query(f"max by ({by}) (callmeter_gate_run_duration_seconds{{{selector}}})", ref="D", table=True),
+    ]
+    verdicts = {"1": model.ValueMappingResult(text="PASSED", color=GREEN, index=0),
+                "0": model.ValueMappingResult(text="FAILED", color=RED, index=1)}
+    return (
+        table_panel(
+            "Last quality gate per test",
+            "Result of the last `callmeter-exporter gate` of each test, pushed with --pushgateway (job"
+            " callmeter_gate; scrape the Pushgateway with honor_labels: true): passed or failed, its exit"
+            " code (1 a gate failed, 3 the run failed, 4 timed out, 5 API error), the judged run's MOS and"
+            " how long it ran. Empty until a gate pushes.",
+            targets,
+            columns={
+                "project": "Project",
+                "test": "Test",
+                "Value #A": "Gate",
+                "Value #B": "Exit code",
+                "Value #C": "MOS",
+                "Value #D": "Ran",
+            },
+            hidden=("Time", "test_id"),
+        )
+        .override_by_name(
+            "Gate",
+            [
+                model.DynamicConfigValue(id_val="mappings", value=[model.ValueMap(options=verdicts)]),
+                cell_colour(common.TableCellDisplayMode.COLOR_BACKGROUND),
+            ],
+        )
+        .override_by_name(
+            "MOS",
+            [
+                model.DynamicConfigValue(id_val="decimals", value=2),
+                model.DynamicConfigValue(
+                    id_val="thresholds", value=thresholds(RED, (3.5, ORANGE), (4.0, GREEN)).build()
+                ),
+                cell_colour(common.TableCellDisplayMode.COLOR_TEXT),
+            ],
+        )
+        .override_by_name("Ran", [unit("s")])
+    )
 
 
 def _projects() -> Builder[model.Panel]:

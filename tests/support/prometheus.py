@@ -11,7 +11,7 @@ tail of the server's log in the message.
 subclass ``ServerProcess`` and set its ``ready_path``.
 
 Binaries are looked up on PATH by their Debian names: ``prometheus``, ``promtool``,
-``prometheus-alertmanager`` and ``amtool``. Use ``require_binary`` so a missing binary skips
+``prometheus-alertmanager``, ``amtool`` and ``prometheus-pushgateway``. Use ``require_binary`` so a missing binary skips
 a test on a workstation but fails it in CI (``CI=true``).
 """
 
@@ -42,6 +42,7 @@ __all__ = [
     "require_binary",
     "run_alertmanager",
     "run_prometheus",
+    "run_pushgateway",
     "serve_process",
     "wait_until",
 ]
@@ -75,11 +76,11 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str = "prometheus and prometheus-alertmanager") -> str:
     """Path of ``name`` on PATH; skip the test when missing, or fail it when ``CI=true``."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name!r} not found on PATH; install the Debian packages prometheus and prometheus-alertmanager"
+        message = f"{name!r} not found on PATH; install the Debian package(s) {package}"
         if _in_ci():
             pytest.fail(message)
         pytest.skip(message)
@@ -342,4 +343,16 @@ def run_alertmanager(
             folder=folder,
             ready_timeout=ready_timeout,
         ) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def run_pushgateway(*, ready_timeout: float = 30.0) -> Iterator[ServerProcess]:
+    """Start ``prometheus-pushgateway`` (no persistence) and yield it once ``/-/ready`` answers."""
+    binary = require_binary("prometheus-pushgateway", "prometheus-pushgateway")
+    with _workdir(None, "pushgateway-") as folder:
+        port = free_port()
+        argv = [binary, f"--web.listen-address=127.0.0.1:{port}"]
+        with serve_process(name="pushgateway", cls=ServerProcess, argv=argv, port=port, folder=folder,
+                           ready_timeout=ready_timeout) as server:
             yield server

@@ -82,6 +82,7 @@ def build(
     keep_snapshots: bool = False,
     publish_interval: float = 1.0,
     configure: Callable[[Simulator], None] | None = None,
+    simulator: Simulator | None = None,
     **settings: object,
 ) -> SimulatedExporter:
     """Wire an exporter to a simulator; call from inside a running (virtual-time) event loop. Further
@@ -91,7 +92,8 @@ def build(
     def wall() -> float:
         return WALL_START + loop.time()
 
-    simulator = Simulator(world, clock=wall, rate_limit_per_minute=simulator_rate_limit or key_limit)
+    if simulator is None:  # else: a second exporter against the same CallMeter (a restart)
+        simulator = Simulator(world, clock=wall, rate_limit_per_minute=simulator_rate_limit or key_limit)
     simulator.record_requests = True
     if configure is not None:
         configure(simulator)

@@ -69,3 +69,13 @@ app.kubernetes.io/part-of: callmeter-exporter
 {{- define "callmeter-exporter.webConfigSecretName" -}}
 {{- default (printf "%s-web-config" (include "callmeter-exporter.fullname" .)) .Values.webConfig.existingSecret }}
 {{- end }}
+
+{{/* "true" when the pod keeps a state file; never in demo mode, whose simulator starts anew each time. */}}
+{{- define "callmeter-exporter.stateEnabled" -}}
+{{- if and .Values.state.enabled (not .Values.demo) }}true{{ end }}
+{{- end }}
+
+{{/* The claim holding the state: the user's, or the one the chart creates. */}}
+{{- define "callmeter-exporter.stateClaimName" -}}
+{{- default (printf "%s-state" (include "callmeter-exporter.fullname" .)) .Values.state.persistence.existingClaim }}
+{{- end }}

@@ -1,0 +1,169 @@
+"""Waiting well: sleep until the run should have ended, then look with backoff; say what changes.
+
+A triggered run is PENDING, then QUEUED, then RUNNING for its test's `durationSeconds`. The gate looks
+once early when the run is long (a run that cannot start ends within seconds, CANNOT_RUN_FOR_NOW),
+then at the moment the run should have ended, then every 5, 10, 20, 40 and 60 seconds. Every look is
+one GET booked on the gate's own limiter, and a 429 pauses it until Retry-After has passed (`patient`).
+Expected ends come from the API's own timestamps; the local clock only measures how far away they are,
+and is never trusted beyond the test's duration (a skewed clock cannot stretch the wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TextIO, TypeVar
+
+from .. import errors
+from ..models import Probe, ProbeExecution, TestRun
+from .api import GateClient
+
+T = TypeVar("T")
+
+QUEUE_ALLOWANCE = 5.0
+"""Seconds of PENDING and QUEUED assumed until the API gives a startedAt."""
+SETTLE = 2.0
+"""Seconds after the expected end before the first look: the API's timestamps are whole seconds."""
+LONG_RUN = 60.0
+EARLY_LOOK = 15.0
+BACKOFF = (5.0, 10.0, 20.0, 40.0, 60.0)
+PROBE_BACKOFF = (10.0, 10.0, 20.0, 30.0, 60.0)
+
+
+class Progress:
+    """Progress lines on stderr (None: --quiet): what changed, the time taken, the expected end."""
+
+    def __init__(self, stream: TextIO | None, clock: Callable[[], float]) -> None:
+        self._stream = stream
+        self._clock = clock
+        self._start = clock()
+
+    def elapsed(self) -> float:
+        return self._clock() - self._start
+
+    def say(self, text: str) -> None:
+        if self._stream is None:
+            return
+        seconds = int(self.elapsed())
+        self._stream.write(f"callmeter gate [{seconds // 60:d}:{seconds % 60:02d}] {text}\n")
+        self._stream.flush()
+
+
+class GateObserver:
+    """The client's `RequestObserver`: counts the gate's requests and reports 429s as progress."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.requests = 0
+
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        self.requests += 1
+
+    def error(self, endpoint: str, kind: str) -> None: ...
+
+    def rate_limited(self) -> None:
+        self.progress.say("rate limited (429): waiting as Retry-After says, then trying again")
+
+    def rate_limit_remaining(self, remaining: float) -> None: ...
+
+
+@dataclass
+class Watch:
+    """What the gate has seen so far: the report reads it when the time runs out."""
+
+    phase: str = "finding the target"
+    run: TestRun | None = None
+    probe: Probe | None = None
+
+
+async def patient(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, again after each 429: the client's limiter already holds the next try until Retry-After
+    has passed. Only the gate's deadline ends this; any other error goes to the caller."""
+    while True:
+        try:
+            return await call()
+        except errors.RateLimited:
+            continue
+
+
+@dataclass
+class Pacer:
+    """When to look next at a run whose test lasts `duration` seconds."""
+
+    duration: float
+    early: bool
+    late_looks: int = 0
+
+    def remaining(self, run: TestRun, now: float) -> float:
+        """Seconds until the run should have ended, by the API's timestamps (0 when already due)."""
+        if run.started_at is not None:
+            end = run.started_at + self.duration
+        elif run.created_at is not None:
+            end = run.created_at + QUEUE_ALLOWANCE + self.duration
+        else:
+            return 0.0
+        return min(max(end + SETTLE - now, 0.0), self.duration + QUEUE_ALLOWANCE + SETTLE)
+
+    def delay(self, run: TestRun, now: float) -> float:
+        remaining = self.remaining(run, now)
+        if remaining > 0:
+            self.late_looks = 0
+            if self.early and remaining > LONG_RUN:
+                self.early = False
+                return EARLY_LOOK
+            self.early = False
+            return remaining
+        delay = BACKOFF[min(self.late_looks, len(BACKOFF) - 1)]
+        self.late_looks += 1
+        return delay
+
+
+async def wait_for_run(client: GateClient, project_id: str, run: TestRun, *, duration: float,
+                       wall: Callable[[], float], progress: Progress, watch: Watch) -> TestRun:
+    """The run once it is terminal (COMPLETED, FAILED or CANNOT_RUN_FOR_NOW)."""
+    pacer = Pacer(duration, early=run.started_at is None)
+    watch.run = run
+    _announce(run, None, pacer, wall(), progress)
+    run_id = run.id
+    while not run.terminal:
+        await asyncio.sleep(pacer.delay(run, wall()))
+        current = await patient(lambda: client.read_run(project_id, run_id))
+        _announce(current, run.status, pacer, wall(), progress)
+        run = watch.run = current
+    return run
+
+
+def _announce(run: TestRun, before: str | None, pacer: Pacer, now: float, progress: Progress) -> None:
+    if run.status == before:
+        return
+    status = run.status or "no status"
+    if run.terminal:
+        progress.say(f"run {run.id}: {status}")
+        return
+    remaining = pacer.remaining(run, now)
+    end = f"expected to end in {remaining:.0f}s" if remaining > 0 else "past its expected end"
+    progress.say(f"run {run.id}: {status}, {end}")
+
+
+def executed_since(probe: Probe, before: float | None, execution: ProbeExecution) -> bool:
+    """Whether `lastExecutionAt` has moved past the trigger."""
+    last = probe.last_execution_at
+    if last is None or (before is not None and last <= before):
+        return False
+    return execution.created_at is None or last >= execution.created_at
+
+
+async def wait_for_probe(client: GateClient, project_id: str, probe: Probe, execution: ProbeExecution, *,
+                         progress: Progress, watch: Watch) -> Probe:
+    """The probe once an execution after the trigger shows in its `lastExecutionAt`."""
+    before = probe.last_execution_at
+    watch.probe = probe
+    looks = 0
+    while True:
+        await asyncio.sleep(PROBE_BACKOFF[min(looks, len(PROBE_BACKOFF) - 1)])
+        looks += 1
+        current = watch.probe = await patient(lambda: client.read_probe(project_id, probe.id))
+        if executed_since(current, before, execution):
+            progress.say(f"probe {probe.name or probe.id}: executed, {current.status or 'no status'}")
+            return current

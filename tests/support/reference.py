@@ -1,0 +1,35 @@
+"""The reference snapshot: the API reference's own example responses (tests/fixtures), as one project."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from exporter.models import Probe, Project, Registrar, Test, TestRun
+from exporter.snapshot import ProjectData, Snapshot
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+NOW = 1768476000.0  # 2026-01-15T11:20:00Z
+
+
+def load(name: str) -> Any:
+    """The `data` of a recorded response, tests/fixtures/reference_<name>.json."""
+    return json.loads((FIXTURES / f"reference_{name}.json").read_text())["data"]
+
+
+def reference_snapshot(**run_changes: Any) -> Snapshot:
+    """The fixtures as a snapshot read at NOW; `run_changes` overrides fields of the run's summary."""
+    project = Project.model_validate(load("projects")[0])
+    test = Test.model_validate(load("tests")[0])
+    run_payload = load("test_run")
+    run_payload["summary"].update(run_changes)
+    run = TestRun.model_validate(run_payload)
+    data = ProjectData(
+        project=project,
+        probes=tuple(Probe.model_validate(p) for p in load("probes")),
+        tests=(test,),
+        registrars=tuple(Registrar.model_validate(r) for r in load("registrars")),
+        latest_runs={test.id: run}, latest_completed={test.id: run},
+        fetched=dict.fromkeys(("probes", "tests", "registrars", "test_runs"), NOW))
+    return Snapshot(projects=(data,), finished_runs={("production", "abc123", "COMPLETED"): 1})
