@@ -31,6 +31,8 @@ OVERDUE = AGED - 0.25
 LOOK = KINDS["test_runs"].priority - 0.25
 """Where a timed look at a running run goes: after aged details, ahead of the run lists, which lose
 nothing by going a slot later (their next read sees every run since)."""
+EARLY = 100.0
+"""The rank of a job brought forward by a nudge until its own due time: below every other due job."""
 
 JobKey = tuple[str, str | None, str | None]
 
@@ -55,6 +57,10 @@ class Job:
     """Set by a policy while the job runs: when it comes due again, instead of its interval."""
     timed: bool = False
     """Its due time was set by a policy (`time_job`): it matters to the second, not only on average."""
+    early_from: float | None = None
+    """The due time a nudge brought it forward from (see `Scheduler.nudge`)."""
+    nudge_again: bool = False
+    """Nudged while it ran: the read under way began too early to count, so bring the next one forward."""
 
     @property
     def key(self) -> JobKey:
@@ -117,9 +123,27 @@ class Scheduler:
         job.timed = True
         if job.running:
             job.after = due
+        elif job.early_from is not None and job.early_from > self.now():
+            job.early_from = due  # nudged: it stays brought forward, and its own due time moves
         elif due != job.due:
             job.due = due
             self._wake.set()
+    def nudge(self, key: JobKey) -> bool:
+        """Bring a periodic job forward to now without letting it jump the queue: until its own due time
+        it ranks below every other due job, so it takes only a slot that nothing on the schedule wants.
+        False when there is no such job."""
+        job = self.jobs.get(key)
+        if job is None or not job.periodic:
+            return False
+        if job.running:
+            job.nudge_again = True
+            return True
+        now = self.now()
+        if job.due > now:
+            job.early_from = job.due if job.early_from is None else job.early_from
+            job.due = now
+            self._wake.set()
+        return True
 
     def pending(self, resource: str) -> bool:
         return any(k[0] == resource for k in self.jobs)
@@ -139,7 +163,11 @@ class Scheduler:
                 wait = self._limiter.next_free() - self.now()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                job = self._pick() or job
+                picked = self._pick()
+                if picked is None:  # only a nudged job was due, and the slot is wanted after all
+                    self._gate.release()
+                    continue
+                job = picked
                 held = self._held_for(job)
                 if held is not None:
                     # A more important job comes due before the slot after this one: keep this slot for it.
@@ -167,13 +195,14 @@ class Scheduler:
             return
         job.running = False
         after, job.after = job.after, None
-        if after is not None:
-            job.due = max(after, self.now())
-        elif not job.periodic:
+        if after is None and not job.periodic:
             self.jobs.pop(job.key, None)
             return
-        else:
-            job.due = max(started + self._interval(job.resource), self.now())
+        job.due = max(started + self._interval(job.resource) if after is None else after, self.now())
+        job.early_from = None
+        if job.nudge_again:
+            job.nudge_again = False
+            self.nudge(job.key)
         self._wake.set()
 
     def _held_for(self, job: Job) -> float | None:
@@ -194,7 +223,21 @@ class Scheduler:
         now = self.now()
         # asyncio may wake a timer a hair early; a job due within a millisecond is due now.
         due = [j for j in self.jobs.values() if not j.running and j.due <= now + 1e-3]
-        return min(due, key=lambda j: (self._rank(j, now), j.due)) if due else None
+        if not due:
+            return None
+        job = min(due, key=lambda j: (self._rank(j, now), j.due))
+        if self._early(job, now) and self._next_scheduled(now, job) < now + self._limiter.interval:
+            return None  # the slot after this one is wanted by the schedule: a nudge must not push it back
+        return job
+
+    @staticmethod
+    def _early(job: Job, now: float) -> bool:
+        return job.early_from is not None and now < job.early_from
+
+    def _next_scheduled(self, now: float, besides: Job) -> float:
+        """When the schedule next wants a slot for another job (a nudged one at its own due time)."""
+        return min((j.early_from if self._early(j, now) and j.early_from is not None else j.due
+                    for j in self.jobs.values() if not j.running and j is not besides), default=float("inf"))
 
     def _rank(self, job: Job, now: float) -> float:
         """The job's priority (lower goes first). Data never fetched is missing, not just old, so every
@@ -213,6 +256,8 @@ class Scheduler:
             if self._patience is not None and waited > self._patience:
                 return AGED
             return LOOK if job.speculative else rank
+        if self._early(job, now):
+            return EARLY
         if not job.refreshed:
             return rank - FIRST_READ
         overdue = now - job.due > self._interval(job.resource)
@@ -228,6 +273,9 @@ class Scheduler:
             if job is not None:
                 return job
             self._wake.clear()
-            waiting = [j.due for j in self.jobs.values() if not j.running]
-            timeout = max(0.0, min(waiting) - self.now()) if waiting else None
+            now = self.now()
+            # A nudged job waiting for slack is looked at again when the schedule's next job is due.
+            waiting = [j.early_from if self._early(j, now) and j.early_from is not None else j.due
+                       for j in self.jobs.values() if not j.running]
+            timeout = max(0.0, min(waiting) - now) if waiting else None
             await wait_event(self._wake, timeout)
