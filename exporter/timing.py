@@ -69,16 +69,19 @@ after it (in fractions of the duration)."""
 RUN_STEP = 10.0
 """Within a test's window, a running run's detail is fetched every this many seconds."""
 RUN_QUANTILE = 0.05
+FIRST_LOOK_QUANTILE = 0.1
 RUN_NUDGE = 20.0
-"""The window's ends track the 5th and 95th percentile of when a test's runs end: an end outside
-moves the nearer edge out by 0.95 x 20 s, one inside moves it in by 0.05 x 20 s, so one long
-overrun widens the window by 19 s, not by the overrun."""
+"""The window's ends track the 10th and 95th percentile of when a test's runs end: an end past the far
+edge moves it out by 0.95 x 20 s, one inside moves it in by 0.05 x 20 s, so one long overrun widens the
+window by 19 s, not by the overrun (the first look, likewise, by 0.9 and 0.1 x 20 s). A run that ended
+before the first look is read once; one still running then is read a second time, when its progress
+says it ends."""
 RUN_WATCH_GAP = 300.0
 """Past the window the gaps grow up to this; a run still running beyond it is left to the run lists."""
 PROGRESS_RANGE = (0.02, 0.995)
 """A running run's detail whose summary shows this share of its endpoints done says when it will end:
 startedAt + (time so far) / share. Outside this range (nothing done yet, or all but done) it says little."""
-RUN_TAIL = 3.0
+RUN_TAIL = 4.5
 """Seconds after the end the progress foretells that the run's detail is read (its result takes a moment)."""
 RUN_RETRY = 5.0
 RUN_ERROR = 12.0
@@ -431,10 +434,10 @@ class RunTimes:
         if math.isinf(lower):
             if watch.first_sent - watch.ends > early + self.step:
                 return  # over at a late first look: it may have ended any time before, which says nothing
-            early -= (1 - RUN_QUANTILE) * RUN_NUDGE  # over at a timely first look: runs end earlier
+            early -= (1 - FIRST_LOOK_QUANTILE) * RUN_NUDGE  # over at a timely first look: runs end earlier
             ended = upper
         else:
-            early += RUN_QUANTILE * RUN_NUDGE if lower > early else 0.0
+            early += FIRST_LOOK_QUANTILE * RUN_NUDGE if lower > early else 0.0
             ended = (lower + upper) / 2
         late += (1 - RUN_QUANTILE) * RUN_NUDGE if ended > late else -RUN_QUANTILE * RUN_NUDGE
         early, late = early / watch.duration, max(late, early) / watch.duration

@@ -159,7 +159,8 @@ def test_a_run_that_overruns_its_duration_is_shown_soon_after_it_ends() -> None:
         if result.status == "COMPLETED" and result.visible > WALL_START + 1800:
             late.append(seen.finished.get(run_id, math.inf) - result.visible)
             assert result.running > 1.9 * test.duration  # they did overrun
-    assert len(late) >= 6 and max(late) <= 20  # the run lists, every 60 s, would take up to 60
+    late.sort()
+    assert len(late) >= 6 and late[len(late) // 2] <= 10 and late[-1] <= 30  # run lists alone: up to 60
     details = [p for _, _, p, _ in sim.simulator.requests if "/test-runs/" in p]
     assert len(details) <= 4 * len(set(details))  # a few looks per run, not one every 10 s
 
