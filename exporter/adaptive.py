@@ -64,6 +64,7 @@ class Schedule:
         self._choice: Choice | None = None
         self._chosen_at = float("-inf")
         self._watch_reads: deque[float] = deque()
+        self._looking = True
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -95,6 +96,9 @@ class Schedule:
         execution (reads that missed a result, and learning, take from the margin), else what it pays."""
         if plan.fixed_probe_interval is not None:
             self._fixed_interval = plan.fixed_probe_interval
+        # Looks at running runs only while the reserve pays for every detail: on a budget short even of
+        # those, a look that finds a run still running is a request the details and probe lists lack.
+        self._looking = plan.pays_details
         fixed = UNDER_FIXED * sum(self._pages.values()) / self._fixed_interval
         paid = plan.probe_reads_paid
         rate = fixed if plan.pays_every_execution or paid is None else min(fixed, paid / 60)
@@ -153,7 +157,7 @@ class Schedule:
         if not self.adaptive:
             return
         project_id = data.project.id
-        durations = {t.id: t.duration_seconds for t in data.tests or () if t.duration_seconds}
+        durations = {t.id: t.duration_seconds for t in data.tests or () if t.duration_seconds and self._looking}
         running = {}
         for test_id, run in self._runs.of(project_id).latest_runs.items():
             duration = durations.get(test_id)

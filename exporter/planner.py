@@ -87,6 +87,14 @@ class Plan:
     """Adaptive: probe-list requests a minute the plan pays for (never more than `fixed` would send)."""
     fixed_probe_interval: float | None = None
     """The probe interval the fixed plan would have: the clock of a project whose probes lack a schedule."""
+    details_wanted_per_minute: float | None = None
+    """Adaptive: what run details (and looks at running runs) want a minute, before the reserve's limits."""
+
+    @property
+    def pays_details(self) -> bool:
+        """Does the reserve pay for every detail (and look) wanted? Always, for the fixed plan."""
+        wanted = self.details_wanted_per_minute
+        return wanted is None or self.detail_reserve_per_minute >= wanted * 0.999
 
     @property
     def pays_every_execution(self) -> bool:
@@ -194,7 +202,7 @@ def adaptive_plan(inventory: Inventory, floors: Floors, budget_per_minute: float
     paid = cost * 60 / plan.intervals[probes.name]
     return replace(plan, schedule="adaptive", probe_reads_wanted=probe_reads_per_minute,
                    probe_reads_paid=min(paid, probe_reads_per_minute),
-                   fixed_probe_interval=fixed.intervals[probes.name])
+                   fixed_probe_interval=fixed.intervals[probes.name], details_wanted_per_minute=wanted_details)
 
 
 def adaptive_detail_room(inventory: Inventory, floors: Floors, budget_per_minute: float, safety_interval: float
