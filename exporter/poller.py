@@ -138,7 +138,7 @@ class Poller:
                           probe_statuses=set(self.probe_statuses), last_success=dict(self._metrics.last_success),
                           request_times=[wall - (now - t) for t in self._limiter.recent()],
                           rate_per_minute=self._limiter.per_minute,
-                          paused_until=wall + self._limiter.blocked_for())
+                          paused_until=wall + self._limiter.blocked_for(), learned=self.schedule.learned)
 
     def restore(self, saved: SavedState) -> None:
         """Before `run`: take up a saved state. Its data is published at once with the times it was read
@@ -147,8 +147,10 @@ class Poller:
         wall, now = self.wall(), self.now()
         self.projects = dict(saved.projects)
         self._projects_at = saved.projects_at
-        saved.runs.lookback_pages = self.runs.lookback_pages
-        self.runs = saved.runs
+        self.runs.load(saved.runs)
+        learned = self.schedule.learned
+        for name, values in dataclasses.asdict(saved.learned).items():
+            getattr(learned, name).update(values)
         self.probe_statuses = set(saved.probe_statuses)
         for resource, at in saved.last_success.items():
             self._metrics.succeeded(resource, at)

@@ -153,6 +153,12 @@ class RunTracker:
         self._watching_since: float | None = None  # Unix time of the first listing or detail taken
         self._results: list[float] = []
 
+    def load(self, saved: RunTracker) -> None:
+        """Take over a restored tracker's state, keeping this object (the schedule holds it)."""
+        lookback = self.lookback_pages
+        self.__dict__.update(saved.__dict__)
+        self.lookback_pages = lookback
+
     def of(self, project_id: str) -> ProjectRuns:
         return self.projects.setdefault(project_id, ProjectRuns())
 
