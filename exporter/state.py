@@ -3,8 +3,8 @@
 What is kept: each project's data with the times it was read, the run tracker (latest and latest
 completed runs, runs counted, list order and pages, details wanted), the finished-run counters, the
 probe statuses seen, the last success per resource, what the schedule has learned (probe result
-delays, when runs end), and the
-limiter's recent request times, so that a restart spends exactly what is left of the 60 s window.
+delays, when runs end), and the limiter's recent request times, so that a restart spends exactly
+what is left of the 60 s window.
 Never the API key: the file names the key by a one-way fingerprint, so a file written for another
 key (another account) is not served.
 
