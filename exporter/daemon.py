@@ -91,7 +91,8 @@ class Exporter:
             project_filter=settings.project_filter,
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
-            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall)
+            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall,
+            run_endpoints=settings.run_endpoints, config_details=settings.config_details)
         exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
         if settings.state_file is not None:
             exporter.state_file = StateFile(settings.state_file, base_url=base_url or settings.base_url)

@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable
 from . import errors, logs
 from .budget import RateLimiter
 from .client import PER_PAGE, CallMeterClient
-from .kinds import KINDS, PER_PROJECT, STAMPED, Kind, upstream_count
+from .kinds import KINDS, PER_PROJECT, SPARE, STAMPED, Kind, upstream_count
 from .models import Project
-from .planner import Floors, Inventory, Plan, pages, plan_for
+from .planner import Floors, Inventory, Plan, has_room, pages, plan_for
 from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
+from .spare import ConfigDetails, RunEndpoints, Spare
 from .state import SavedState
 
 PROJECTS = KINDS["projects"]
@@ -50,6 +51,8 @@ class Poller:
         max_data_age: float | None = None,
         publish_interval: float = 1.0,
         wall: Callable[[], float] = time.time,
+        run_endpoints: RunEndpoints = "auto",
+        config_details: ConfigDetails = "auto",
     ) -> None:
         self.client = client
         self._limiter = limiter
@@ -65,6 +68,9 @@ class Poller:
         self._projects_at: float | None = None
         self.runs = RunTracker(lookback_pages=lookback_pages, started_at=wall())
         self.probe_statuses: set[str] = set()
+        self.spare = Spare(run_endpoints=run_endpoints, config_details=config_details)
+        self._room = False
+        self._logged_unread: set[tuple[str, str]] = set()
         self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency)
         self._plan: Plan | None = None
         self._planned_for: Inventory | None = None
@@ -74,7 +80,7 @@ class Poller:
         self.failed = asyncio.Event()
         """Set when a refresh fails for want of the API (auth, network, 5xx) before the exporter was ready."""
         self.settled = asyncio.Event()
-        """Ready, and no run detail outstanding: what `--once` waits for."""
+        """Ready, and no run detail, endpoint listing or first detail read outstanding: what `--once` waits for."""
         self.snapshot = Snapshot()
         self._missing_logged: set[str] = set()
 
@@ -105,6 +111,33 @@ class Poller:
             self.scheduler.add(Job(DETAILS.name, project_id, want.run_id,
                                    due=replaced.due if replaced is not None else self.now()))
 
+    def capped(self, family: str, folded: int, **where: str) -> None:
+        """Label values folded by a cardinality cap: counted, and logged."""
+        self._metrics.series_capped(family, folded)
+        self._log.warning("cardinality.capped", family=family, folded=folded, **where,
+                          hint="label values beyond the cap were folded into _other / UNRECOGNIZED")
+
+    def unread(self, kind: str, keys: list[str], **where: str) -> None:
+        """Detail fields the exporter could not read: logged once per kind and field."""
+        new = [k for k in keys if (kind, k) not in self._logged_unread]
+        if new:
+            self._logged_unread.update((kind, k) for k in new)
+            self._log.info("details.unread", resource=kind, fields=new[:10], **where,
+                           hint="a shape the exporter does not know yet: these yield no series")
+
+    # -- reads below the plan (spare) -------------------------------------------------------------
+
+    def _top_up(self) -> None:
+        """Queue the spare jobs the spare work wants (`spare`), within what the plan leaves over."""
+        if self._plan is None:
+            return
+        now, wall = self.now(), self.wall()
+        queued = {(k[0], k[1], k[2]) for k in self.scheduler.jobs if k[0] in SPARE and k[1] and k[2]}
+        for want in self.spare.wants(wall=wall, interval=self.interval("tests"), room=self._room,
+                                     queued=queued):
+            self.scheduler.add(Job(want.resource, want.project_id, want.item, due=now + max(0.0, want.due - wall),
+                                   spare=want.spare))
+
     # -- across restarts -----------------------------------------------------------------------
 
     def saved_state(self) -> SavedState:
@@ -126,6 +159,7 @@ class Poller:
         saved.runs.lookback_pages = self.runs.lookback_pages
         self.runs = saved.runs
         self.probe_statuses = set(saved.probe_statuses)
+        self.spare.restore(self.projects)
         for resource, at in saved.last_success.items():
             self._metrics.succeeded(resource, at)
         self._limiter.restore([now - (wall - t) for t in saved.request_times], per_minute=saved.rate_per_minute,
@@ -141,6 +175,9 @@ class Poller:
             for kind in PER_PROJECT:
                 self.scheduler.add(job(kind.name, pid, data.fetched.get(kind.name)))
         self._want_tracked_details()
+        for data in self.projects.values():
+            self.spare.update(data, self.runs.of(data.project.id), now=now)
+        self._top_up()
         self._check_ready()
         self._dirty.set()
 
@@ -171,12 +208,15 @@ class Poller:
     def _replan(self, *, reason: str) -> None:
         inventory = self.inventory()
         budget = self._limiter.per_minute
-        plan = plan_for(inventory, self._floors, budget, details_per_minute=self.runs.details_per_minute(self.now()))
+        details = self.runs.details_per_minute(self.now()) + self.spare.reserved_per_minute(self.now())
+        plan = plan_for(inventory, self._floors, budget, details_per_minute=details)
         grew = inventory.grew_since(self._planned_for)
         self._plan, self._planned_for, self._planned_rate = plan, inventory, budget
         intervals = dict(plan.intervals)
         intervals[DETAILS.name] = intervals["test_runs"]
         self._metrics.set_intervals(intervals)
+        self._room = has_room(plan, inventory)
+        self._top_up()
         if grew or reason == "rate":
             event = self._log.warning if plan.stretched else self._log.info
             hint = None
@@ -193,6 +233,7 @@ class Poller:
 
     async def _execute(self, job: Job) -> None:
         started = self.now()
+        ok = False
         try:
             await self._refresh(job)
         except errors.Unauthorized:
@@ -209,13 +250,16 @@ class Poller:
         except Exception:  # a bug must not stop the poller; it is logged with its traceback
             self._log.exception("refresh.crashed", resource=job.resource, project=job.project_id)
         else:
-            job.refreshed = True
+            ok = job.refreshed = True
             self._metrics.set_up(True)
             self._metrics.succeeded(job.resource, self.wall())
             self._log.info("refresh.done", resource=job.resource, project=self._label(job.project_id),
                            run=job.item, seconds=round(self.now() - started, 3))
         finally:
             self.scheduler.finish(job, started)
+            if job.resource in SPARE:
+                self.spare.finished(job.resource, job.project_id, job.item, ok=ok, wall=self.wall())
+                self._top_up()
             self._check_ready()
             self._metrics.set_details_pending(self.runs.details_pending)
             self._dirty.set()
@@ -249,6 +293,7 @@ class Poller:
         if kind.stamped:
             fields["fetched"] = {**current.fetched, kind.name: began}
         self.projects[job.project_id] = dataclasses.replace(current, **fields)
+        self._spare_update(job.project_id)
         if kind.periodic:
             self._replan(reason="inventory")  # cheap; it logs only when the inventory grew
 
@@ -274,7 +319,13 @@ class Poller:
                 self.scheduler.add(Job(kind.name, project.id, due=now))
         self._replan(reason="inventory")
 
+    def _spare_update(self, project_id: str) -> None:
+        """What the project's lists and runs now show may want spare reads (new probes, completed runs)."""
+        self.spare.update(self.projects[project_id], self.runs.of(project_id), now=self.now())
+        self._top_up()
+
     def _drop_project(self, project_id: str) -> None:
+        self.spare.drop(project_id)
         self.projects.pop(project_id, None)
         self.runs.drop(project_id)
         self.scheduler.remove_project(project_id)
@@ -299,7 +350,7 @@ class Poller:
             if not self.ready.is_set():
                 self._log.info("exporter.ready", projects=len(self.projects))
                 self.ready.set()
-            if not self.scheduler.pending(DETAILS.name):
+            if not self.scheduler.pending(DETAILS.name) and self.spare.settled(room=self._room):
                 self.settled.set()
 
     def _max_ages(self) -> dict[str, float]:

@@ -9,7 +9,7 @@ from . import errors
 from .client import PER_PAGE
 from .kinds import KINDS, PER_PROJECT, upstream_count
 from .models import Project
-from .planner import Floors, Inventory, Plan, demands, detail_reserve, pages, plan_for
+from .planner import Floors, Inventory, Plan, demands, detail_reserve, has_room, pages, plan_for, room_per_minute
 from .poller import chosen_projects
 
 
@@ -56,6 +56,26 @@ def format_plan(plan: Plan, inventory: Inventory, floors: Floors) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_spare(plan: Plan, inventory: Inventory, projects: list[Project], *, run_endpoints: str,
+                 config_details: str) -> str:
+    """The reads below the plan: what they cost, and whether the plan leaves room for them."""
+    room = room_per_minute(plan, inventory)
+    every = plan.intervals.get("tests", 900.0)
+    lines = [f"Below the plan ({max(room, 0.0):.1f} requests/min left over; 'auto' reads only while there is room):"]
+    for name, field, what in (("probe_details", "probe_count", "probe thresholds"),
+                              ("test_details", "test_count", "test settings")):
+        counts = [getattr(p, field) for p in projects]
+        count = sum(c for c in counts if isinstance(c, int)) if all(isinstance(c, int) for c in counts) else None
+        cost = f"{count * 60 / every:.2f}/min" if count is not None else "?/min"
+        lines.append(f"  {name:<20}{count if count is not None else '?':>5} requests every {every:.0f}s ({what}), "
+                     f"{cost}; CALLMETER_CONFIG_DETAILS={config_details}")
+    lines.append(f"  {'test_run_endpoints':<20}one request per 100 endpoints of each completed run, once; "
+                 f"CALLMETER_RUN_ENDPOINTS={run_endpoints}")
+    if not has_room(plan, inventory) and "auto" in (run_endpoints, config_details):
+        lines.append("  No room: what is 'auto' is not read with this plan.")
+    return "\n".join(lines) + "\n"
+
+
 async def show_schedule(exporter: object, out: TextIO) -> int:
     settings = exporter.settings  # type: ignore[attr-defined]
     floors = settings.floors
@@ -69,4 +89,6 @@ async def show_schedule(exporter: object, out: TextIO) -> int:
     plan = plan_for(inventory, floors, settings.budget_per_minute)
     out.write(f"{len(chosen)} project(s): " + ", ".join(p.label for p in chosen) + "\n")
     out.write(format_plan(plan, inventory, floors))
+    out.write(format_spare(plan, inventory, chosen, run_endpoints=settings.run_endpoints,
+                           config_details=settings.config_details))
     return 0

@@ -3,7 +3,9 @@
 Each unit of work is a `Job` (read one kind, of one project, of one item). The loop waits for the
 next free slot of the budget, and only then picks the most important job that is due, so a probe
 refresh never queues behind inventory that was picked early. It knows kinds (their priority, whether
-they repeat) and intervals (from the plan, through `interval`), and nothing of what a job reads.
+they repeat) and intervals (from the plan, through `interval`), and nothing of what a job reads. A
+spare job (`Job.spare`: a read below the plan) goes last, and gives its slot up to any other job
+that comes due before the slot after it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from .kinds import KINDS
 FIRST_READ = 10.0
 """Subtracted from a list's priority until it has been read once."""
 DETAILS = KINDS["test_run_details"].priority
+SPARE_RANK = 100.0
+"""The rank of a spare job: below every class."""
 
 JobKey = tuple[str, str | None, str | None]
 
@@ -33,6 +37,8 @@ class Job:
     running: bool = False
     refreshed: bool = False
     """Has this job succeeded once? Until then its data is missing, not just old."""
+    spare: bool = False
+    """A read below the plan: it goes last, and only into a slot no other job wants (`_yields`)."""
 
     @property
     def key(self) -> JobKey:
@@ -103,7 +109,7 @@ class Scheduler:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 job = self._pick() or job
-                if job.running or job.key not in self.jobs:
+                if job.running or job.key not in self.jobs or self._yields(job):
                     self._gate.release()
                     continue
                 job.running = True
@@ -128,6 +134,19 @@ class Scheduler:
         job.due = max(started + self._interval(job.resource), self.now())
         self._wake.set()
 
+    def _yields(self, job: Job) -> bool:
+        """A spare job gives the slot up when another job comes due before the slot after it, and comes
+        due again just after that job."""
+        if not job.spare:
+            return False
+        now = self.now()
+        soon = [j.due for j in self.jobs.values()
+                if not j.spare and not j.running and j.due < now + self._limiter.interval]
+        if not soon:
+            return False
+        job.due = max(min(soon), now) + 1e-3
+        return True
+
     def _pick(self) -> Job | None:
         now = self.now()
         # asyncio may wake a timer a hair early; a job due within a millisecond is due now.
@@ -141,6 +160,8 @@ class Scheduler:
         carry and readiness waits for, only idle slots. Inventory a whole interval overdue goes above
         run details, so that a stream of finished runs cannot starve it."""
         rank = float(KINDS[job.resource].priority)
+        if job.spare:
+            return SPARE_RANK
         if not job.periodic:
             return rank
         if not job.refreshed:

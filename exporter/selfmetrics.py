@@ -17,6 +17,8 @@ from .errors import ERROR_KINDS
 from .kinds import KINDS
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CAPPED_FAMILIES = ("callmeter_test_run_endpoint_outcomes",)
+"""Families whose label values a cardinality cap may fold (see `endpoints`)."""
 
 
 class ExporterMetrics(Collector):
@@ -42,6 +44,11 @@ class ExporterMetrics(Collector):
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.throttled = Counter("callmeter_exporter_rate_limited",
                                  "429 Too Many Requests answers received from the CallMeter API.", registry=registry)
+        self.capped = Counter("callmeter_exporter_series_capped", "Label values the exporter folded into "
+                              "_other or UNRECOGNIZED because a cardinality cap was reached, by family.",
+                              ["family"], registry=registry)
+        for family in CAPPED_FAMILIES:
+            self.capped.labels(family)
         # Every route and error kind from the start: rate() and increase() read 0, not nothing, before
         # the first error.
         for kind in KINDS.values():
@@ -65,6 +72,10 @@ class ExporterMetrics(Collector):
 
     def rate_limited(self) -> None:
         self.throttled.inc()
+        self._changed()
+
+    def series_capped(self, family: str, folded: int) -> None:
+        self.capped.labels(family).inc(folded)
         self._changed()
 
     def rate_limit_remaining(self, remaining: float) -> None:
