@@ -1,16 +1,21 @@
-"""Scrape benchmark: our cached exposition against client_python's server and a bytes-from-memory limit.
+"""Scrape benchmark: our server against maintained servers given the same cached bytes, and against client_python.
 
-    python benchmarks/serve.py             # 1k, 10k and 100k series, and 10k gzipped; about 2.5 minutes
-    python benchmarks/serve.py --sizes 10000 --gzip-sizes '' --duration 3
+    python benchmarks/serve.py             # 1k, 10k and 100k series, and 10k gzipped; about 4 minutes
+    python benchmarks/serve.py --sizes 10000 --gzip-sizes 10000   # the 10k rows that decide the serving layer
+    python benchmarks/serve.py --sizes 10000 --gzip-sizes '' --duration 3 --servers ''   # ours and the limit only
 
-For each size, three servers each run in their own process (pinned to CPU 0 when there are two or
-more, with the load generator on CPU 1), so none shares a GIL with the load. Ours and the limit
-are loaded in alternate rounds and the best round of each is kept, which evens out a busy machine:
+For each size, each server runs in its own process (pinned to CPU 0 when there are two or more,
+with the load generator on CPU 1), so none shares a GIL with the load. The servers given the same
+cached bytes are loaded in alternate rounds and the best round of each is kept, which evens out a
+busy machine:
 
 - ours: MetricsServer + Exposition holding one rendered snapshot (what the daemon serves);
+- limit: an asyncio Protocol that answers every request with one prebuilt response from memory;
+- aiohttp: an aiohttp Application whose /metrics handler negotiates as ours does and answers the
+  Exposition's bytes (needs aiohttp: `pip install '.[bench]'`; skipped when it is missing);
+- wsgiref: client_python's own threaded WSGI server with an app that answers the Exposition's bytes;
 - client_python: `start_http_server` with a collector that builds the families on every scrape,
-  the way a typical Python exporter works;
-- limit: an asyncio Protocol that answers every request with one prebuilt response from memory.
+  the way a typical Python exporter works (one round, after the others).
 
 The load is `wrk -t1 -c4 --latency` (a small asyncio client stands in when wrk is missing). Also
 measured: the time to build and render one snapshot, the first gzip of it, the resident memory of
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -42,7 +48,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.exposition import Exposition
+from exporter.exposition import Exposition, wants_gzip, wants_openmetrics
 from exporter.families import snapshot_families
 from exporter.models import Probe, Project, Registrar, RunSummary, Test, TestRun
 from exporter.selfmetrics import ExporterMetrics
@@ -115,6 +121,14 @@ def _announce(**facts: object) -> None:
     print(json.dumps(facts), flush=True)
 
 
+def _cached_exposition(series: int) -> Exposition:
+    """An Exposition holding one rendered synthetic snapshot (what the maintained servers are given)."""
+    registry = CollectorRegistry(auto_describe=False)
+    exposition = Exposition(registry, ExporterMetrics(registry, budget_per_minute=60.0))
+    exposition.publish(snapshot_families(synthetic_snapshot(series), now=time.time()))
+    return exposition
+
+
 def serve_ours(series: int, gzipped: bool = False) -> None:
     async def main() -> None:
         registry = CollectorRegistry(auto_describe=False)
@@ -179,11 +193,64 @@ class _Canned(asyncio.Protocol):
             self._transport.write(self.response)
 
 
+def serve_aiohttp(series: int, gzipped: bool = False) -> None:
+    """The same cached bytes through aiohttp: a handler negotiates as ours does and answers the body it is given."""
+    from aiohttp import web
+
+    exposition = _cached_exposition(series)
+    joined: dict[tuple[bool, bool], tuple[list[bytes], bytes]] = {}
+
+    async def metrics(request: web.Request) -> web.Response:
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        gzip = wants_gzip(request.headers.get("Accept-Encoding", ""))
+        parts, content_type = exposition.body(openmetrics=openmetrics, gzipped=gzip)
+        cached = joined.get((openmetrics, gzip))
+        if cached is None or cached[0] != parts:  # aiohttp takes one body: join once per change
+            cached = joined[(openmetrics, gzip)] = (parts, b"".join(parts))
+        headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=cached[1], headers=headers)
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        _announce(port=runner.addresses[0][1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def serve_client_python_cached(series: int, gzipped: bool = False) -> None:
+    """The same cached bytes through client_python's own WSGI server (wsgiref, a thread per connection)."""
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
+    exposition = _cached_exposition(series)
+
+    def app(environ: dict[str, str], start_response: Callable[..., object]) -> list[bytes]:
+        openmetrics = wants_openmetrics(environ.get("HTTP_ACCEPT", ""))
+        gzip = wants_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        parts, content_type = exposition.body(openmetrics=openmetrics, gzipped=gzip)
+        headers = [("Content-Type", content_type), ("Content-Length", str(sum(map(len, parts)))),
+                   ("Vary", "Accept, Accept-Encoding")]
+        if gzip:
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return parts
+
+    httpd = make_server("127.0.0.1", 0, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+    _announce(port=httpd.server_port)
+    httpd.serve_forever()
+
+
 def serve_plain(series: int, gzipped: bool = False) -> None:
-    registry = CollectorRegistry(auto_describe=False)
-    exposition = Exposition(registry, ExporterMetrics(registry, budget_per_minute=60.0))
-    exposition.publish(snapshot_families(synthetic_snapshot(series), now=time.time()))
-    parts, content_type = exposition.body(openmetrics=False, gzipped=gzipped)
+    parts, content_type = _cached_exposition(series).body(openmetrics=False, gzipped=gzipped)
     body = b"".join(parts)
     encoding = b"Content-Encoding: gzip\r\n" if gzipped else b""
     _Canned.response = (b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n%sConnection: keep-alive\r\n\r\n"
@@ -198,7 +265,10 @@ def serve_plain(series: int, gzipped: bool = False) -> None:
 
 
 SERVERS: dict[str, Callable[[int, bool], None]] = {
-    "ours": serve_ours, "client_python": serve_client_python, "plain": serve_plain}
+    "ours": serve_ours, "client_python": serve_client_python, "plain": serve_plain, "aiohttp": serve_aiohttp,
+    "client_python_cached": serve_client_python_cached}
+CACHED = ("ours", "plain", "aiohttp", "client_python_cached")  # the servers given the same cached bytes
+CACHED_NAMES = {"ours": "ours", "plain": "limit", "aiohttp": "aiohttp", "client_python_cached": "wsgiref"}
 
 
 # ---------------------------------------------------------------- load
@@ -398,11 +468,18 @@ class Row:
     series: int
     gzipped: bool
     facts: dict[str, float]
-    ours: Load
-    limit: Load
+    cached: dict[str, Load]  # best round of each server given the same cached bytes (see CACHED)
     client_python: Load | None
     rss_mib: float
     hwm_mib: float
+
+    @property
+    def ours(self) -> Load:
+        return self.cached["ours"]
+
+    @property
+    def limit(self) -> Load:
+        return self.cached["plain"]
 
 
 def _child_argv(kind: str, series: int, gzipped: bool = False) -> list[str]:
@@ -410,14 +487,14 @@ def _child_argv(kind: str, series: int, gzipped: bool = False) -> list[str]:
 
 
 def measure(series: int, *, gzipped: bool, duration: float, connections: int, rounds: int,
-            with_client_python: bool) -> Row:
-    """Load ours and the limit in alternate rounds (best round kept: the least disturbed), then client_python once."""
+            with_client_python: bool, kinds: Sequence[str] = CACHED) -> Row:
+    """Load the cached-bytes servers in alternate rounds (best round kept: the least disturbed), then client_python."""
     best: dict[str, Load] = {}
     rss = hwm = math.nan
     children: dict[str, Child] = {}
     ports: dict[str, int] = {}
     try:
-        for kind in ("ours", "plain"):  # one at a time, so that start-up times are not disturbed
+        for kind in kinds:  # one at a time, so that start-up times are not disturbed
             children[kind] = Child(_child_argv(kind, series, gzipped))
             ports[kind] = int(children[kind].wait_announcement()["port"])
         for _ in range(rounds):
@@ -440,7 +517,7 @@ def measure(series: int, *, gzipped: bool, duration: float, connections: int, ro
                                      duration * (3 if series > 50_000 else 1), connections, gzipped)
         finally:
             child.stop()
-    return Row(series, gzipped, children["ours"].facts, best["ours"], best["plain"], client_python, rss, hwm)
+    return Row(series, gzipped, children["ours"].facts, best, client_python, rss, hwm)
 
 
 def _ms(seconds: float) -> str:
@@ -455,15 +532,37 @@ def _mb(n: float) -> str:
 
 def report(rows: Sequence[Row], idle: float, demo: float | None, *, duration: float, connections: int,
            rounds: int, tool: str) -> str:
+    shown = ["plain", *(k for k in CACHED if k != "plain" and any(k in r.cached for r in rows))]
     lines = [
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs. "
-        f"Load: {tool}, {connections} keep-alive connections, Prometheus text format; ours and the limit "
-        f"{rounds} alternate rounds of {duration:g} s (best kept), client_python one round "
+        f"Load: {tool}, {connections} keep-alive connections, Prometheus text format; the servers given the "
+        f"cached bytes {rounds} alternate rounds of {duration:g} s each (best kept), client_python one round "
         f"({3 * duration:g} s above 50k series). Latencies in ms.",
         "",
-        "| series | ours req/s | ours p50 / p99 | limit req/s | ours / limit | client_python req/s "
-        "| client_python p50 / p99 | ours / client_python | p99 client_python / ours |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "The same cached bytes through each server; the limit answers every request from memory:",
+        "",
+        "| series | " + " | ".join(f"{CACHED_NAMES[k]} req/s | {CACHED_NAMES[k]} p50 / p99"
+                                   + ("" if k == "plain" else f" | {CACHED_NAMES[k]} / limit") for k in shown) + " |",
+        "| ---: " * (3 * len(shown)) + "|",
+    ]
+    for r in rows:
+        cells = [f"{int(r.facts['samples']):,}{', gzip' if r.gzipped else ''}"]
+        for kind in shown:
+            load = r.cached.get(kind)
+            if load is None:
+                cells += ["-", "-"] + ([] if kind == "plain" else ["-"])
+                continue
+            cells += [f"{load.requests_per_second:,.0f}", f"{_ms(load.p50)} / {_ms(load.p99)}"]
+            if kind != "plain":
+                cells.append(f"{load.requests_per_second / r.limit.requests_per_second:.0%}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Ours against client_python rendering on every scrape:",
+        "",
+        "| series | ours req/s | ours p50 / p99 | client_python req/s | client_python p50 / p99 "
+        "| ours / client_python | p99 client_python / ours |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         cp = r.client_python
@@ -476,11 +575,9 @@ def report(rows: Sequence[Row], idle: float, demo: float | None, *, duration: fl
                       f"| {r.ours.requests_per_second / cp.requests_per_second:,.0f}x | {cp.p99 / r.ours.p99:,.0f}x |")
         lines.append(
             f"| {int(r.facts['samples']):,}{', gzip' if r.gzipped else ''} | {r.ours.requests_per_second:,.0f} "
-            f"| {_ms(r.ours.p50)} / {_ms(r.ours.p99)} "
-            f"| {r.limit.requests_per_second:,.0f} | {r.ours.requests_per_second / r.limit.requests_per_second:.0%} "
-            + theirs)
+            f"| {_ms(r.ours.p50)} / {_ms(r.ours.p99)} " + theirs)
     errors = [f"{kind} at {r.series:,}{' gzip' if r.gzipped else ''}: {load.errors}" for r in rows
-              for kind, load in (("ours", r.ours), ("limit", r.limit), ("client_python", r.client_python))
+              for kind, load in (*r.cached.items(), ("client_python", r.client_python))
               if load and load.errors]
     lines += [
         "",
@@ -504,13 +601,26 @@ def report(rows: Sequence[Row], idle: float, demo: float | None, *, duration: fl
     return "\n".join(lines)
 
 
+def _kinds(servers: str) -> tuple[str, ...]:
+    chosen = {"ours", "plain", *(k.strip() for k in servers.split(",") if k.strip())}
+    unknown = chosen - set(CACHED)
+    if unknown:
+        raise SystemExit(f"--servers: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CACHED)}")
+    if "aiohttp" in chosen and importlib.util.find_spec("aiohttp") is None:
+        print("... aiohttp is not installed (pip install '.[bench]'): its row is skipped", file=sys.stderr)
+        chosen.discard("aiohttp")
+    return tuple(k for k in CACHED if k in chosen)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated series counts")
     parser.add_argument("--gzip-sizes", default="10000", help="sizes also loaded with Accept-Encoding: gzip")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per server and size")
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="alternate load rounds of ours and the limit")
+    parser.add_argument("--rounds", type=int, default=2, help="alternate load rounds of the cached-bytes servers")
+    parser.add_argument("--servers", default=",".join(CACHED),
+                        help=f"cached-bytes servers to load (ours and plain, the limit, always): {', '.join(CACHED)}")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--client-python-max", type=int, default=100_000,
                         help="skip client_python above this many series")
@@ -534,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size, gzipped in runs:
         print(f"... {size:,} series{', gzip' if gzipped else ''}", file=sys.stderr, flush=True)
         rows.append(measure(size, gzipped=gzipped, duration=args.duration, connections=args.connections,
-                            rounds=args.rounds, with_client_python=size <= args.client_python_max))
+                            rounds=args.rounds, with_client_python=size <= args.client_python_max,
+                            kinds=_kinds(args.servers)))
     print("... idle CPU", file=sys.stderr, flush=True)
     child = Child(_child_argv("ours", 10_000))
     try:

@@ -42,8 +42,8 @@ def add_setting(parser: argparse._ActionsContainer, name: str, description: str 
     field = Settings.model_fields[name]
     default = field.default if default is None else default
     shown = "none" if default in (None, "") else default
-    if name == "api_key":
-        shown = "none (secret; prefer the key file)"
+    if name in ("api_key", "webhook_secret"):
+        shown = "none (secret; prefer the file)"
     help_text = f"{description or field.description} [env {env_name(name)}; default {shown}]"
     flags = [flag_name(name), *_ALIASES.get(name, [])]
     if name in _BOOLEAN_FLAGS:

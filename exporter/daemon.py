@@ -26,9 +26,10 @@ from .planner import Floors
 from .poller import Poller
 from .selfmetrics import ExporterMetrics
 from .server import MetricsServer
-from .settings import Settings
+from .settings import Settings, parse_listen_address
 from .snapshot import Snapshot
 from .state import StateFile
+from .webhooks import ProbePush, Receiver, WebhookMetrics, WebhookSecrets
 
 DEMO_KEY_LIMIT = 600
 DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
@@ -51,6 +52,10 @@ class Exporter:
     state_file: StateFile | None = None
     saved_counts: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     """The finished-run counters as last written to the state file."""
+    receiver: Receiver | None = None
+    """The webhook receiver, when a webhook secret is set."""
+    webhook_url: str | None = None
+    """Where the receiver listens, once `serve` has started it."""
 
     @classmethod
     def build(cls, settings: Settings, *, base_url: str | None = None, key: KeySource | None = None,
@@ -86,14 +91,23 @@ class Exporter:
                 await exporter.save_state()
             await render_and_publish(snapshot)
 
+        hooks = WebhookMetrics(registry, on_change=metrics.mark_changed) if settings.webhooks_enabled else None
         poller = Poller(
             client=client, limiter=limiter, metrics=metrics, publish=publish or save_then_publish,
             project_filter=settings.project_filter,
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
-            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall,
+            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall, webhook_metrics=hooks,
             run_endpoints=settings.run_endpoints, config_details=settings.config_details)
         exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
+        if hooks is not None:
+            value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            secrets = WebhookSecrets(value=value, path=settings.webhook_secret_file if value is None else None)
+            exporter.receiver = Receiver(secrets=secrets.current, metrics=hooks,
+                                         sink=ProbePush(poller, spacing=lambda: limiter.interval),
+                                         signature_header=settings.webhook_signature_header,
+                                         timestamp_header=settings.webhook_timestamp_header,
+                                         tolerance=settings.webhook_timestamp_tolerance, wall=wall, clock=loop_time)
         if settings.state_file is not None:
             exporter.state_file = StateFile(settings.state_file, base_url=base_url or settings.base_url)
             saved = exporter.state_file.load(key=key.get(), lookback_pages=settings.run_lookback_pages)
@@ -164,26 +178,61 @@ class Exporter:
         return 0
 
 
+def _servers(exporter: Exporter, ssl_context: ssl.SSLContext | None,
+             authorize: Callable[[str | None], bool] | None) -> list[tuple[str, MetricsServer]]:
+    """(address, server): the metrics server, with the receiver on it or, given its own address, beside it."""
+    settings, receiver = exporter.settings, exporter.receiver
+    alone = receiver is not None and settings.webhook_listen_address is not None
+    servers = [(settings.listen_address, MetricsServer(
+        exposition=exporter.exposition, telemetry_path=settings.telemetry_path, is_ready=exporter.poller.ready.is_set,
+        landing=exporter.landing_page, authorize=authorize, ssl_context=ssl_context,
+        receiver=None if alone else receiver, webhook_path=settings.webhook_path))]
+    if alone and settings.webhook_listen_address is not None:
+        # The receiver and /healthz only, for an Ingress; /metrics stays on the listen address.
+        servers.append((settings.webhook_listen_address, MetricsServer(
+            exposition=exporter.exposition, is_ready=exporter.poller.ready.is_set, landing=exporter.landing_page,
+            ssl_context=ssl_context, receiver=receiver, webhook_path=settings.webhook_path, metrics=False)))
+    return servers
+
+
+async def _start(exporter: Exporter, servers: list[tuple[str, MetricsServer]], tls: bool) -> bool:
+    """Start every server and log where; on a failure, close those started and say why."""
+    log = logs.get_logger()
+    settings = exporter.settings
+    started: list[MetricsServer] = []
+    for address, server in servers:
+        try:
+            await server.start(*parse_listen_address(address))
+        except OSError as exc:
+            log.error("server.listen_failed", address=address, error=str(exc))
+            for running in started:
+                await running.close()
+            return False
+        started.append(server)
+    host = settings.host_port[0]
+    log.info("server.listening", address=f"{host or '0.0.0.0'}:{servers[0][1].port}", path=settings.telemetry_path,
+             budget_per_minute=exporter.metrics.budget_per_minute, version=__version__)
+    if exporter.receiver is not None:
+        address, server = servers[-1]
+        hook_host = parse_listen_address(address)[0]
+        scheme = "https" if tls else "http"
+        exporter.webhook_url = f"{scheme}://{hook_host or '127.0.0.1'}:{server.port}{settings.webhook_path}"
+        log.info("webhooks.listening", address=f"{hook_host or '0.0.0.0'}:{server.port}",
+                 path=settings.webhook_path, signature_header=settings.webhook_signature_header)
+    return True
+
+
 async def serve(exporter: Exporter, *, ssl_context: ssl.SSLContext | None = None,
                 authorize: Callable[[str | None], bool] | None = None,
                 on_listening: Callable[[int], None] | None = None) -> int:
     """Poll and serve until SIGTERM or SIGINT; return the exit code."""
-    settings = exporter.settings
-    host, port = settings.host_port
-    server = MetricsServer(exposition=exporter.exposition, telemetry_path=settings.telemetry_path,
-                           is_ready=exporter.poller.ready.is_set, landing=exporter.landing_page,
-                           authorize=authorize, ssl_context=ssl_context)
-    log = logs.get_logger()
-    try:
-        await server.start(host, port)
-    except OSError as exc:
-        log.error("server.listen_failed", address=settings.listen_address, error=str(exc))
+    servers = _servers(exporter, ssl_context, authorize)
+    if not await _start(exporter, servers, ssl_context is not None):
         await exporter.client.aclose()
         return 2
-    log.info("server.listening", address=f"{host or '0.0.0.0'}:{server.port}", path=settings.telemetry_path,
-             budget_per_minute=exporter.metrics.budget_per_minute, version=__version__)
+    log = logs.get_logger()
     if on_listening is not None:
-        on_listening(server.port)
+        on_listening(servers[0][1].port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,7 +246,8 @@ async def serve(exporter: Exporter, *, ssl_context: ssl.SSLContext | None = None
         task.cancel()
     await asyncio.gather(poll, keeper, stopper, return_exceptions=True)
     await exporter.save_state()
-    await server.close()
+    for _, server in servers:
+        await server.close()
     await exporter.client.aclose()
     log.info("exporter.stopped")
     return 0

@@ -25,9 +25,13 @@ from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
 from .spare import ConfigDetails, RunEndpoints, Spare
 from .state import SavedState
+from .webhooks import StatusOverlay, WebhookMetrics
 
 PROJECTS = KINDS["projects"]
+PROBES = KINDS["probes"]
 DETAILS = KINDS["test_run_details"]
+URGENT_GAP = 0.1
+"""Seconds between two publishes that a webhook asked for (a flood must not render without pause)."""
 
 
 def chosen_projects(projects: list[Project], project_filter: tuple[str, ...]) -> list[Project]:
@@ -51,6 +55,7 @@ class Poller:
         max_data_age: float | None = None,
         publish_interval: float = 1.0,
         wall: Callable[[], float] = time.time,
+        webhook_metrics: WebhookMetrics | None = None,
         run_endpoints: RunEndpoints = "auto",
         config_details: ConfigDetails = "auto",
     ) -> None:
@@ -76,6 +81,11 @@ class Poller:
         self._planned_for: Inventory | None = None
         self._planned_rate = limiter.per_minute
         self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self.overlay = StatusOverlay(webhook_metrics)
+        """Webhook statuses laid over the probe lists until a read decides (`webhooks.push`)."""
+        self.hidden_projects: set[str] = set()
+        """Ids and slugs of visible projects that CALLMETER_PROJECTS leaves out."""
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
         """Set when a refresh fails for want of the API (auth, network, 5xx) before the exporter was ready."""
@@ -102,6 +112,11 @@ class Poller:
         finally:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
+
+    def republish(self) -> None:
+        """Publish a new snapshot now (a webhook's status), not after the publish interval."""
+        self._dirty.set()
+        self._urgent.set()
 
     def want_details(self, project_id: str, wants: list[DetailWant]) -> None:
         """Queue a detail job per want; a newer run keeps the place in the queue of the one it replaces."""
@@ -292,6 +307,8 @@ class Poller:
             return
         if kind.stamped:
             fields["fetched"] = {**current.fetched, kind.name: began}
+        if kind is PROBES:
+            self.overlay.settle(job.project_id, fields["probes"], read_started=began, read_done=self.wall())
         self.projects[job.project_id] = dataclasses.replace(current, **fields)
         self._spare_update(job.project_id)
         if kind.periodic:
@@ -301,12 +318,13 @@ class Poller:
         projects = await self.client.list_all(PROJECTS.route, PROJECTS.path(), Project)
         self._projects_at = self.wall()
         chosen = chosen_projects(projects, self._filter)
+        ids = {p.id for p in chosen}
+        self.hidden_projects = {name for p in projects if p.id not in ids for name in (p.id, p.slug) if name}
         for name in set(self._filter) - {p.id for p in projects} - {p.slug for p in projects if p.slug}:
             if name not in self._missing_logged:
                 self._missing_logged.add(name)
                 self._log.warning("projects.not_visible", project=name,
                                   hint="CALLMETER_PROJECTS names a project this key cannot see")
-        ids = {p.id for p in chosen}
         for gone in [pid for pid in self.projects if pid not in ids]:
             self._drop_project(gone)
         now = self.now()
@@ -327,6 +345,7 @@ class Poller:
     def _drop_project(self, project_id: str) -> None:
         self.spare.drop(project_id)
         self.projects.pop(project_id, None)
+        self.overlay.forget(project_id)
         self.runs.drop(project_id)
         self.scheduler.remove_project(project_id)
 
@@ -361,8 +380,10 @@ class Poller:
 
     def build_snapshot(self) -> Snapshot:
         ages = self._max_ages()
+        overlay = self.overlay
         return Snapshot(
-            projects=tuple(self.projects.values()),
+            projects=tuple(dataclasses.replace(d, probes=overlay.apply(pid, d.probes)) if pid in overlay else d
+                           for pid, d in self.projects.items()),
             finished_runs=dict(self.runs.finished),
             probe_statuses=frozenset(self.probe_statuses),
             run_statuses=frozenset(self.runs.statuses),
@@ -380,4 +401,7 @@ class Poller:
             published = self._publish(self.snapshot)
             if published is not None:
                 await published  # one publisher task: snapshots can never land out of order
-            await asyncio.sleep(self._publish_interval)
+            # A webhook's status is published at once (cut short the rest), but not more often than URGENT_GAP.
+            await asyncio.sleep(min(URGENT_GAP, self._publish_interval))
+            await wait_event(self._urgent, max(0.0, self._publish_interval - URGENT_GAP))
+            self._urgent.clear()

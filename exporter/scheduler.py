@@ -4,8 +4,8 @@ Each unit of work is a `Job` (read one kind, of one project, of one item). The l
 next free slot of the budget, and only then picks the most important job that is due, so a probe
 refresh never queues behind inventory that was picked early. It knows kinds (their priority, whether
 they repeat) and intervals (from the plan, through `interval`), and nothing of what a job reads. A
-spare job (`Job.spare`: a read below the plan) goes last, and gives its slot up to any other job
-that comes due before the slot after it.
+spare job (`Job.spare`: a read below the plan) goes last, after a nudged one, and gives its slot up
+to any other job that comes due before the slot after it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from .kinds import KINDS
 FIRST_READ = 10.0
 """Subtracted from a list's priority until it has been read once."""
 DETAILS = KINDS["test_run_details"].priority
-SPARE_RANK = 100.0
-"""The rank of a spare job: below every class."""
+EARLY = 100.0
+"""The rank of a job brought forward by a nudge until its own due time: below every other due job."""
+SPARE_RANK = 200.0
+"""The rank of a spare job: below every class, and below a nudged job."""
 
 JobKey = tuple[str, str | None, str | None]
 
@@ -37,6 +39,10 @@ class Job:
     running: bool = False
     refreshed: bool = False
     """Has this job succeeded once? Until then its data is missing, not just old."""
+    early_from: float | None = None
+    """The due time a nudge brought it forward from (see `Scheduler.nudge`)."""
+    nudge_again: bool = False
+    """Nudged while it ran: the read under way began too early to count, so bring the next one forward."""
     spare: bool = False
     """A read below the plan: it goes last, and only into a slot no other job wants (`_yields`)."""
 
@@ -90,6 +96,23 @@ class Scheduler:
         if job is not None:
             job.due = min(job.due, self.now())
 
+    def nudge(self, key: JobKey) -> bool:
+        """Bring a periodic job forward to now without letting it jump the queue: until its own due time
+        it ranks below every other due job, so it takes only a slot that nothing on the schedule wants.
+        False when there is no such job."""
+        job = self.jobs.get(key)
+        if job is None or not job.periodic:
+            return False
+        if job.running:
+            job.nudge_again = True
+            return True
+        now = self.now()
+        if job.due > now:
+            job.early_from = job.due if job.early_from is None else job.early_from
+            job.due = now
+            self._wake.set()
+        return True
+
     def pending(self, resource: str) -> bool:
         return any(k[0] == resource for k in self.jobs)
 
@@ -108,8 +131,12 @@ class Scheduler:
                 wait = self._limiter.next_free() - self.now()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                job = self._pick() or job
-                if job.running or job.key not in self.jobs or self._yields(job):
+                picked = self._pick()
+                if picked is None:  # only a nudged or spare job was due, and the slot is wanted after all
+                    self._gate.release()
+                    continue
+                job = picked
+                if job.running or job.key not in self.jobs:
                     self._gate.release()
                     continue
                 job.running = True
@@ -132,6 +159,10 @@ class Scheduler:
             self.jobs.pop(job.key, None)
             return
         job.due = max(started + self._interval(job.resource), self.now())
+        job.early_from = None
+        if job.nudge_again:
+            job.nudge_again = False
+            self.nudge(job.key)
         self._wake.set()
 
     def _yields(self, job: Job) -> bool:
@@ -151,7 +182,22 @@ class Scheduler:
         now = self.now()
         # asyncio may wake a timer a hair early; a job due within a millisecond is due now.
         due = [j for j in self.jobs.values() if not j.running and j.due <= now + 1e-3]
-        return min(due, key=lambda j: (self._rank(j, now), j.due)) if due else None
+        if not due:
+            return None
+        job = min(due, key=lambda j: (self._rank(j, now), j.due))
+        if self._early(job, now) and self._next_scheduled(now, job) < now + self._limiter.interval:
+            return None  # the slot after this one is wanted by the schedule: a nudge must not push it back
+        return None if self._yields(job) else job
+
+    @staticmethod
+    def _early(job: Job, now: float) -> bool:
+        return job.early_from is not None and now < job.early_from
+
+    def _next_scheduled(self, now: float, besides: Job) -> float:
+        """When the schedule next wants a slot for another job (a nudged one at its own due time)."""
+        return min((j.early_from if self._early(j, now) and j.early_from is not None else j.due
+                    for j in self.jobs.values() if not j.running and not j.spare and j is not besides),
+                   default=float("inf"))
 
     def _rank(self, job: Job, now: float) -> float:
         """The job's priority (lower goes first). Data never fetched is missing, not just old, so every
@@ -164,6 +210,8 @@ class Scheduler:
             return SPARE_RANK
         if not job.periodic:
             return rank
+        if self._early(job, now):
+            return EARLY
         if not job.refreshed:
             return rank - FIRST_READ
         if rank > DETAILS and now - job.due > self._interval(job.resource):
@@ -176,6 +224,10 @@ class Scheduler:
             if job is not None:
                 return job
             self._wake.clear()
-            waiting = [j.due for j in self.jobs.values() if not j.running]
-            timeout = max(0.0, min(waiting) - self.now()) if waiting else None
+            now = self.now()
+            # A nudged job waiting for slack is looked at again when the schedule's next job is due.
+            # A spare job that is due and was not picked waits for the job it gave its slot up to.
+            waiting = [j.early_from if self._early(j, now) and j.early_from is not None else j.due
+                       for j in self.jobs.values() if not j.running and not (j.spare and j.due <= now)]
+            timeout = max(0.0, min(waiting) - now) if waiting else None
             await wait_event(self._wake, timeout)

@@ -60,6 +60,10 @@ class ExporterMetrics(Collector):
     def _changed(self) -> None:
         self.version += 1
 
+    def mark_changed(self) -> None:
+        """Another collector on the registry (the webhook receiver's) changed: render the own part again."""
+        self._changed()
+
     # RequestObserver
     def request(self, endpoint: str, code: str, seconds: float) -> None:
         self.requests.labels(endpoint, code).inc()

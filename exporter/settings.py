@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from .planner import Floors
 
 DEFAULT_PORT = 10190
 PLAN_REQUESTS_PER_MINUTE = {"free": 10, "basic": 60, "pro": 120}
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 
 
 class SettingsError(Exception):
@@ -75,6 +77,24 @@ class Settings(BaseSettings):
         default="auto", description="json, console, or auto (console on a terminal, else json).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
     demo: bool = Field(default=False, description="Serve data from the built-in CallMeter simulator; no key needed.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret of a CallMeter probe webhook; turns the webhook receiver on. "
+                                  "Prefer the secret file.")
+    webhook_secret_file: Path | None = Field(
+        default=None, description="File of webhook secrets, one a line; turns the receiver on; re-read when it "
+                                  "changes.")
+    webhook_path: str = Field(default="/webhooks/callmeter", description="Path the webhook receiver answers on.")
+    webhook_listen_address: str | None = Field(
+        default=None, description="host:port to serve the receiver on alone (e.g. behind an Ingress); "
+                                  "default: on the listen address.")
+    webhook_signature_header: str = Field(default="X-CallMeter-Signature",
+                                          description="Header holding the HMAC-SHA256 signature of the body.")
+    webhook_timestamp_header: str = Field(
+        default="X-CallMeter-Timestamp",
+        description="Header holding the delivery's time, where CallMeter sends one (Unix seconds or ISO 8601).")
+    webhook_timestamp_tolerance: float = Field(
+        default=300.0, ge=0, le=86400,
+        description="Deliveries whose timestamp is further than this from now (s) are rejected; 0: not checked.")
 
     @field_validator("log_level", "log_format", "plan", "packet_loss_unit", "run_endpoints", "config_details",
                      mode="before")
@@ -124,13 +144,63 @@ class Settings(BaseSettings):
             raise ValueError("must be a path such as /metrics, other than /, /healthz and /readyz")
         return value
 
+    @field_validator("webhook_path")
+    @classmethod
+    def _webhook_path(cls, value: str) -> str:
+        if (not value.startswith("/") or value in ("/", "/healthz", "/readyz") or "?" in value
+                or any(ch.isspace() for ch in value)):
+            raise ValueError("must be a path such as /webhooks/callmeter, other than /, /healthz and /readyz")
+        return value
+
+    @field_validator("webhook_listen_address", mode="before")
+    @classmethod
+    def _webhook_listen(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            parse_listen_address(value.strip())
+            return value.strip()
+        return value
+
+    @field_validator("webhook_signature_header", "webhook_timestamp_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.fullmatch(value):
+            raise ValueError("must be an HTTP header name such as X-CallMeter-Signature")
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret_shape(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None:
+            return None
+        check_webhook_secret(raw)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.plan == "enterprise" and self.requests_per_minute is None:
             raise ValueError("CALLMETER_REQUESTS_PER_MINUTE is required with plan enterprise (its limit is custom)")
         if not self.demo and self.api_key is None and self.api_key_file is None:
             raise ValueError("no API key: set CALLMETER_API_KEY_FILE or CALLMETER_API_KEY (or run --demo)")
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ValueError("set CALLMETER_WEBHOOK_SECRET_FILE or CALLMETER_WEBHOOK_SECRET, not both")
+        if self.webhook_listen_address is not None:
+            if not self.webhooks_enabled:
+                raise ValueError("CALLMETER_WEBHOOK_LISTEN_ADDRESS needs CALLMETER_WEBHOOK_SECRET_FILE or "
+                                 "CALLMETER_WEBHOOK_SECRET (the receiver is off without a secret)")
+            if parse_listen_address(self.webhook_listen_address) == self.host_port:
+                raise ValueError("CALLMETER_WEBHOOK_LISTEN_ADDRESS must differ from CALLMETER_LISTEN_ADDRESS; leave "
+                                 "it empty to serve the receiver on the listen address")
+        if self.webhooks_enabled and self.webhook_path == self.telemetry_path:
+            raise ValueError("CALLMETER_WEBHOOK_PATH must differ from CALLMETER_TELEMETRY_PATH")
         return self
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """The receiver is on when a webhook secret, or a file of them, is set."""
+        return self.webhook_secret is not None or self.webhook_secret_file is not None
 
     @property
     def key_limit_per_minute(self) -> int:
@@ -165,6 +235,37 @@ def check_key(raw: str) -> str:
     if not raw.startswith("cmk_") or len(raw) == len("cmk_"):
         raise ValueError("does not look like a CallMeter key; expected one that starts with cmk_")
     return raw
+
+
+def check_webhook_secret(raw: str) -> str:
+    """Raise ValueError naming what is wrong with a webhook secret, never echoing it."""
+    if not raw:
+        raise ValueError("is empty; expected the secret CallMeter shows for the webhook")
+    if any(ch.isspace() for ch in raw) or not raw.isprintable():
+        raise ValueError("holds whitespace or control characters; expected a single token")
+    return raw
+
+
+def read_webhook_secrets(path: Path) -> tuple[str, ...]:
+    """The secrets in a file, one a line; blank lines and lines starting with # are skipped."""
+    source = "CALLMETER_WEBHOOK_SECRET_FILE"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable as UTF-8 text"
+        raise SettingsError(f"{source}: cannot read {path}: {reason}") from None
+    secrets = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            secrets.append(check_webhook_secret(line))
+        except ValueError as exc:
+            raise SettingsError(f"{source}: the secret on line {number} of {path} {exc}") from None
+    if not secrets:
+        raise SettingsError(f"{source}: {path} holds no secret; expected one secret a line")
+    return tuple(dict.fromkeys(secrets))
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -212,6 +313,8 @@ def load(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None
         settings = Settings(**{k: v for k, v in (overrides or {}).items() if v is not None})
         if settings.api_key_file is not None and not settings.demo:
             read_key_file(settings.api_key_file)
+        if settings.webhook_secret_file is not None:
+            read_webhook_secrets(settings.webhook_secret_file)
         return settings
     except ValidationError as exc:
         raise SettingsError(describe(exc)) from None

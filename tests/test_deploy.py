@@ -224,6 +224,11 @@ def test_values_and_ci_values_match_the_schema() -> None:
         {"state": {"persistence": {"accessModes": []}}},
         {"state": {"persistence": {"accessModes": ["ReadWriteAll"]}}},
         {"state": {"persistence": {"existingClaim": "Callmeter_State"}}},
+        {"webhooks": {"secret": "whsec_x"}},
+        {"webhooks": {"port": 10190}},
+        {"webhooks": {"path": "webhooks"}},
+        {"webhooks": {"secrets": ["two words"]}},
+        {"webhooks": {"ingress": {"host": "x", "enable": True}}},
     ],
     ids=lambda change: json.dumps(change),
 )

@@ -114,9 +114,12 @@ def check_objects(repo: Path, values: dict[str, Any], text: str, docs: list[dict
     expect(csc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities drop ALL")
     expect(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness on /healthz")
     expect(container["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness on /readyz")
+    hooks = values["webhooks"]
+    own_port = hooks["enabled"] and hooks.get("port") is not None
     expect(
-        [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http-metrics", 10190)],
-        "container port http-metrics 10190",
+        [(p["name"], p["containerPort"]) for p in container["ports"]]
+        == [("http-metrics", 10190), *([("http-webhooks", hooks.get("port"))] if own_port else [])],
+        "container port http-metrics 10190 (and http-webhooks when the receiver has its own)",
     )
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     expect("CALLMETER_API_KEY" not in env, "the key must come from a file, never an env var")
@@ -167,7 +170,11 @@ def check_objects(repo: Path, values: dict[str, Any], text: str, docs: list[dict
     check_state(values, pod, container, docs)
 
     service = one(docs, "Service")
-    expect([p["name"] for p in service["spec"]["ports"]] == ["http-metrics"], "Service port http-metrics")
+    expect(
+        [p["name"] for p in service["spec"]["ports"]] == ["http-metrics", *(["http-webhooks"] if own_port else [])],
+        "Service port http-metrics (and http-webhooks)",
+    )
+    check_webhooks(values, docs, env, mounts, volumes)
 
     monitors = [d for d in docs if d.get("kind") == "ServiceMonitor"]
     expect(len(monitors) == int(values["serviceMonitor"]["enabled"]), "ServiceMonitor iff enabled")
@@ -267,6 +274,51 @@ def check_state(
         expect("storageClassName" not in spec, "no storageClassName: the cluster default")
     expect((claim["metadata"].get("annotations") or {}) == persistence["annotations"], "claim annotations as given")
     print(f"    state: claim {claim_name} {spec['accessModes']} {persistence['size']}")
+
+
+def check_webhooks(
+    values: dict[str, Any],
+    docs: list[dict[str, Any]],
+    env: dict[str, Any],
+    mounts: dict[str, Any],
+    volumes: dict[str, Any],
+) -> None:
+    """The receiver: secrets from a mounted file, its own port, and an Ingress of its path alone."""
+    hooks = values["webhooks"]
+    ingresses = [d for d in docs if d.get("kind") == "Ingress"]
+    hook_secrets = [d for d in docs if d.get("kind") == "Secret" and "webhook-secrets" in (d.get("data") or {})]
+    if not hooks["enabled"]:
+        expect(not any(k.startswith("CALLMETER_WEBHOOK") for k in env), "webhooks off: no CALLMETER_WEBHOOK_*")
+        expect(not ingresses and not hook_secrets, "webhooks off: no Ingress, no webhook Secret")
+        return
+    item = volumes["webhook-secrets"]["secret"]["items"][0]
+    expect("subPath" not in mounts["webhook-secrets"], "the webhook secrets mount must not use subPath")
+    expect(
+        env.get("CALLMETER_WEBHOOK_SECRET_FILE") == f"{mounts['webhook-secrets']['mountPath']}/{item['path']}",
+        "CALLMETER_WEBHOOK_SECRET_FILE points at the mounted secrets",
+    )
+    expect("CALLMETER_WEBHOOK_SECRET" not in env, "webhook secrets come from a file, never an env var")
+    expect(env.get("CALLMETER_WEBHOOK_PATH") == hooks["path"], "CALLMETER_WEBHOOK_PATH from webhooks.path")
+    if hooks.get("port") is not None:
+        expect(env.get("CALLMETER_WEBHOOK_LISTEN_ADDRESS") == f":{hooks.get('port')}", "the receiver's own address")
+    if hooks["existingSecret"]["name"]:
+        expect(not hook_secrets, "webhooks.existingSecret: the chart makes no webhook Secret")
+        expect(item["key"] == hooks["existingSecret"]["key"], "webhooks.existingSecret key used")
+    else:
+        stored = base64.b64decode(hook_secrets[0]["data"]["webhook-secrets"]).decode()
+        expect(stored.splitlines() == hooks["secrets"], "webhooks.secrets stored one a line")
+    expect(len(ingresses) == int(hooks["ingress"]["enabled"]), "webhook Ingress iff enabled")
+    for ingress in ingresses:
+        (rule,) = ingress["spec"]["rules"]
+        (path,) = rule["http"]["paths"]
+        port = "http-webhooks" if hooks.get("port") is not None else "http-metrics"
+        expect(
+            path["path"] == hooks["path"] and path["pathType"] == "Exact"
+            and path["backend"]["service"]["port"]["name"] == port,
+            "the Ingress routes the webhook path alone, to the receiver's port",
+        )
+    print(f"    webhooks: secrets file, {'own port' if hooks.get('port') is not None else 'metrics port'}, "
+          f"{len(ingresses)} Ingress")
 
 
 def check_package(repo: Path, chart_dir: Path, workdir: Path) -> None:

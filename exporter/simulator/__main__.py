@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-period", type=float, default=60.0, help="seconds between runs of one test")
     parser.add_argument("--run-duration", type=float, default=20.0)
     parser.add_argument("--probe-interval-minutes", type=float, default=1.0)
+    parser.add_argument("--webhook-url", default=None,
+                        help="send signed probe.status_changed webhooks here (also: POST /_sim/webhooks)")
+    parser.add_argument("--webhook-secret", default="", help="the secret that signs them")
     args = parser.parse_args(argv)
     host, _, port = args.listen_address.rpartition(":")
     config = WorldConfig(seed=args.seed, projects=args.projects, probes_per_project=args.probes,
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                          probe_interval_minutes=args.probe_interval_minutes)
     server = SimulatorServer(Simulator(config, rate_limit_per_minute=args.rate_limit), host or "127.0.0.1",
                              int(port)).start()
+    if args.webhook_url:
+        server.simulator.webhooks.configure(url=args.webhook_url, secret=args.webhook_secret)
     # One JSON line on stdout tells a parent process where to connect.
     print(json.dumps({"base_url": server.base_url, "port": server.port, "key": DEMO_KEY}), flush=True)
     stop = threading.Event()

@@ -20,6 +20,7 @@ from email.utils import formatdate
 from typing import Any
 
 from . import details, writes
+from .webhooks import WebhookSender
 from .world import World, WorldConfig, iso
 
 DEMO_KEY = "cmk_" + "d3" * 16
@@ -67,6 +68,8 @@ class Simulator:
         self.record_requests = True
         self._windows: dict[str, deque[float]] = {}
         self._random = random.Random(self.world.config.seed)
+        self.webhooks = WebhookSender(self)
+        """Signed probe.status_changed deliveries; idle until a URL is configured (POST /_sim/webhooks)."""
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -323,6 +326,11 @@ class Simulator:
                 return self._json(200, self.state())
             if method == "POST" and len(parts) == 2 and parts[0] == "probes":
                 self.set_probe_status(parts[1], payload.get("status"))
+                self.webhooks.poke()
+            elif parts == ["webhooks"]:
+                if method == "POST":
+                    self.webhooks.configure(**payload)
+                return self._json(200, self.webhooks.describe())
             elif method == "POST" and parts == ["faults"]:
                 self.set_faults(**payload)
             elif method == "POST" and parts == ["reset-faults"]:

@@ -44,6 +44,7 @@ class SimulatorServer:
         return self
 
     def stop(self) -> None:
+        self.simulator.webhooks.stop()
         self._server.shutdown()
         self._server.server_close()
 

@@ -79,3 +79,21 @@ app.kubernetes.io/part-of: callmeter-exporter
 {{- define "callmeter-exporter.stateClaimName" -}}
 {{- default (printf "%s-state" (include "callmeter-exporter.fullname" .)) .Values.state.persistence.existingClaim }}
 {{- end }}
+
+{{/* Secret holding the webhook secrets, and the key in it. */}}
+{{- define "callmeter-exporter.webhookSecretName" -}}
+{{- default (printf "%s-webhooks" (include "callmeter-exporter.fullname" .)) .Values.webhooks.existingSecret.name }}
+{{- end }}
+
+{{- define "callmeter-exporter.webhookSecretKey" -}}
+{{- if .Values.webhooks.existingSecret.name }}
+{{- .Values.webhooks.existingSecret.key }}
+{{- else }}
+{{- "webhook-secrets" }}
+{{- end }}
+{{- end }}
+
+{{/* The Service port the receiver answers on: its own, or the metrics port. */}}
+{{- define "callmeter-exporter.webhookServicePort" -}}
+{{- if kindIs "invalid" .Values.webhooks.port }}http-metrics{{ else }}http-webhooks{{ end }}
+{{- end }}
