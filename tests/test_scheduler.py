@@ -72,3 +72,13 @@ def test_a_spare_job_takes_a_slot_no_one_else_wants() -> None:
     ran = run_jobs([Job("probes", "p", due=100.0, refreshed=True), Job("test_details", "p", "t", spare=True)], 60.0,
                    per_minute=6.0, intervals={"probes": 600.0})
     assert [r for _, r, _ in ran] == ["test_details"] and ran[0][0] < 10.0
+
+
+def test_a_spare_job_waits_behind_a_nudged_job_that_waits_for_the_schedule() -> None:
+    # At 5 s a nudged run list and a spare job are due, but a probe list is due at 8 s: the nudged job
+    # holds back for it, and the spare job behind the nudged one (neither may spin the loop).
+    probes = Job("probes", "p", due=8.0, refreshed=True)
+    nudged = Job("test_runs", "p", due=0.0, refreshed=True, early_from=100.0)
+    spare = Job("probe_details", "p", "x", due=0.0, spare=True)
+    ran = run_jobs([probes, nudged, spare], 40.0, per_minute=6.0, intervals={"probes": 600.0, "test_runs": 600.0})
+    assert [(t, r) for t, r, _ in ran] == [(8.0, "probes"), (18.0, "test_runs"), (28.0, "probe_details")]
