@@ -9,7 +9,8 @@ Label values are bounded here. A group is one the test's configuration names (by
 position), or, while the configuration is not known, one of the first `MAX_GROUPS` seen; any other
 is folded into `OTHER_GROUP`. An outcome CallMeter does not document is kept as itself, up to
 `MAX_UNKNOWN_OUTCOMES` a run; others are folded into UNRECOGNIZED. Each read says how many values
-it folded, for the cardinality counter and log line.
+it folded, for the cardinality counter and log line. An undocumented outcome a test's earlier run had
+stays in its tally at 0 (up to the same cap), so its series goes to 0 rather than away.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class EndpointTally:
     groups: tuple[str, ...]
     """Every group label the tally has, in the order met (each shows every known outcome, 0 if none)."""
     read_at: float
+    extra_outcomes: tuple[str, ...] = ()
+    """Undocumented outcomes shown for every group: this run's, and those earlier runs of the test had."""
 
 
 @dataclass
@@ -192,7 +195,11 @@ class EndpointTracker:
             read.next_page = page + 1
             return None
         del state.reading[test_id]
-        state.done[test_id] = EndpointTally(run_id, read.run.order_key, dict(read.counts), tuple(read.groups), wall)
+        earlier = state.done.get(test_id)
+        extra = [*sorted(read.unknown), *(earlier.extra_outcomes if earlier else ())]
+        kept = tuple(dict.fromkeys(o for o in extra if o not in KNOWN_ENDPOINT_OUTCOMES))[:MAX_UNKNOWN_OUTCOMES]
+        state.done[test_id] = EndpointTally(run_id, read.run.order_key, dict(read.counts), tuple(read.groups), wall,
+                                            extra_outcomes=tuple(sorted(kept)))
         return read
 
     @staticmethod

@@ -215,11 +215,12 @@ def settings_family(rows: Iterable[tuple[str, Test, TestDetail]]) -> Metric:
 def endpoint_outcome_family(rows: Iterable[tuple[str, Test, EndpointTally]]) -> Metric:
     """Every group of a tally with every known outcome (0 where none), and any other outcome it counted."""
     family = _gauge("callmeter_test_run_endpoint_outcomes",
-                    "Endpoints of the latest completed run of the test, by group and outcome (read once per run "
-                    "from its endpoint listing).", [*TEST_LABELS, "group", "outcome"])
+                    "Endpoints of the latest completed run of the test whose endpoint listing was read (once per "
+                    "run), by group and outcome.", [*TEST_LABELS, "group", "outcome"])
     for project, test, tally in rows:
         labels = [project, test.id, test.name or test.id]
-        outcomes = [*KNOWN_ENDPOINT_OUTCOMES, *sorted({o for _, o in tally.counts} - set(KNOWN_ENDPOINT_OUTCOMES))]
+        others = {*tally.extra_outcomes, *(o for _, o in tally.counts)} - set(KNOWN_ENDPOINT_OUTCOMES)
+        outcomes = [*KNOWN_ENDPOINT_OUTCOMES, *sorted(others)]
         for group in tally.groups:
             for outcome in outcomes:
                 family.add_metric([*labels, group, outcome], tally.counts.get((group, outcome), 0))
@@ -250,15 +251,11 @@ def _test_rows(data: ProjectData, runs: Mapping[str, TestRun]) -> Iterator[tuple
 
 
 def _outcome_rows(data: ProjectData) -> Iterator[tuple[str, Test, EndpointTally]]:
-    """Each test's endpoint tally, unless the test has a newer completed run whose listing is not read yet
-    (its summary would sit beside another run's outcomes)."""
+    """Each test's endpoint tally. A newer completed run's takes its place once its listing is read: until
+    then the series keep the previous run's values, as the quality series do until a run's detail is read."""
     for test in data.tests or ():
         tally = data.endpoint_outcomes.get(test.id)
-        latest = data.latest_completed.get(test.id)
-        if tally is None:
-            continue
-        if latest is None or latest.id == tally.run_id or tally.order_key is None or (
-                latest.order_key is not None and latest.order_key <= tally.order_key):
+        if tally is not None:
             yield data.project.label, test, tally
 
 

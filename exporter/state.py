@@ -95,14 +95,16 @@ def _project_to_json(data: ProjectData) -> dict[str, Any]:
 
 def _tally_to_json(tally: EndpointTally) -> dict[str, Any]:
     return {"run_id": tally.run_id, "order_key": tally.order_key, "groups": list(tally.groups),
-            "counts": [[g, o, n] for (g, o), n in tally.counts.items()], "read_at": tally.read_at}
+            "counts": [[g, o, n] for (g, o), n in tally.counts.items()], "read_at": tally.read_at,
+            "extra_outcomes": list(tally.extra_outcomes)}
 
 
 def _tally_from_json(raw: Mapping[str, Any]) -> EndpointTally:
     key = raw["order_key"]
     return EndpointTally(run_id=str(raw["run_id"]), order_key=float(key) if key is not None else None,
                          counts={(str(g), str(o)): int(n) for g, o, n in raw["counts"]},
-                         groups=tuple(map(str, raw["groups"])), read_at=float(raw["read_at"]))
+                         groups=tuple(map(str, raw["groups"])), read_at=float(raw["read_at"]),
+                         extra_outcomes=tuple(map(str, raw.get("extra_outcomes", ()))))
 
 
 def _project_from_json(raw: Mapping[str, Any]) -> ProjectData:

@@ -97,6 +97,17 @@ def test_undocumented_outcomes_are_kept_as_themselves_up_to_the_cap() -> None:
     assert counts[("G", "UNRECOGNIZED")] == 4  # three folded, and the garbled word
 
 
+def test_an_undocumented_outcome_an_earlier_run_had_stays_in_the_next_tally() -> None:
+    tracker = EndpointTracker()
+    tracker.consider(P, {"t1": run("r1", "2026-01-15T10:00:00Z")}, sizes={}, now=0)
+    tracker.absorb_page(P, "r1", 1, endpoints(("a", "G", "MEDIA_TIMEOUT"), ("b", "G", "SUCCESS")), 1, wall=1.0)
+    tracker.consider(P, {"t1": run("r2", "2026-01-15T11:00:00Z")}, sizes={}, now=0)
+    tracker.absorb_page(P, "r2", 1, endpoints(("a", "G", "ODD"), ("b", "G", "SUCCESS")), 1, wall=2.0)
+    tally = tracker.of(P).done["t1"]
+    assert tally.run_id == "r2" and tally.extra_outcomes == ("MEDIA_TIMEOUT", "ODD")
+    assert ("G", "MEDIA_TIMEOUT") not in tally.counts
+
+
 def test_a_run_given_up_is_not_wanted_again_but_the_next_one_is() -> None:
     tracker = EndpointTracker()
     tracker.consider(P, {"t1": run("r1", "2026-01-15T10:00:00Z")}, sizes={}, now=0)

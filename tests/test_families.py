@@ -176,7 +176,8 @@ def test_test_info_labels_come_from_the_detail_then_the_list() -> None:
 def test_endpoint_outcomes_show_every_known_outcome_of_every_group_and_the_unknown_ones() -> None:
     test = Test.model_validate(load("tests")[0])
     tally = EndpointTally("xyz789", 1.0, {("Callers", "SUCCESS"): 240, ("Callees", "CALL_FAILED"): 3,
-                                          ("Callees", "MEDIA_TIMEOUT"): 1}, ("Callers", "Callees"), NOW)
+                                          ("Callees", "MEDIA_TIMEOUT"): 1}, ("Callers", "Callees"), NOW,
+                          extra_outcomes=("MEDIA_TIMEOUT", "ODD"))
     f = Families([endpoint_outcome_family([("production", test, tally)])])
     for group in ("Callers", "Callees"):
         for outcome in KNOWN_ENDPOINT_OUTCOMES:
@@ -185,20 +186,19 @@ def test_endpoint_outcomes_show_every_known_outcome_of_every_group_and_the_unkno
     assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="TIMEOUT") == 0
     assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callees", outcome="MEDIA_TIMEOUT") == 1
     assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="MEDIA_TIMEOUT") == 0
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callees", outcome="ODD") == 0
 
 
-def test_outcomes_of_an_older_run_are_not_shown_beside_a_newer_runs_summary() -> None:
+def test_outcomes_go_with_the_test_and_the_run_lists_freshness() -> None:
     snapshot = reference_snapshot()
     data = snapshot.projects[0]
     assert Families(snapshot_families(snapshot, now=NOW)).value(
         "callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="SUCCESS") == 1
-    newer = TestRun.model_validate({**load("test_run"), "id": "newer", "startedAt": "2026-01-15T12:00:00Z"})
-    moved = ProjectData(project=data.project, tests=data.tests, latest_runs={"abc123": newer},
-                        latest_completed={"abc123": newer}, endpoint_outcomes=data.endpoint_outcomes,
-                        fetched=data.fetched)
-    f = Families(snapshot_families(Snapshot(projects=(moved,)), now=NOW))
-    assert "callmeter_test_run_endpoint_outcomes" not in f.names()
-    assert f.value("callmeter_test_run_mos", **TEST) == 4.21
+    gone = ProjectData(project=data.project, tests=(), endpoint_outcomes=data.endpoint_outcomes, fetched=data.fetched)
+    assert "callmeter_test_run_endpoint_outcomes" not in Families(
+        snapshot_families(Snapshot(projects=(gone,)), now=NOW)).names()
+    aged = Snapshot(projects=snapshot.projects, max_data_age={"test_runs": 60.0})
+    assert "callmeter_test_run_endpoint_outcomes" not in Families(snapshot_families(aged, now=NOW + 120)).names()
 
 
 # -- the golden exposition (tests/golden/reference.prom; `python -m tests.support.golden` rewrites it) ------

@@ -2,15 +2,16 @@
 endpoint listing (phase and outcome of each endpoint, by group).
 
 The reference shows no field of the two details, so the simulated probes use several shapes, as a
-real account might: the first probe of a project sends every threshold, the second a partial list
-with an entry the exporter does not know, the third none, the fourth a partial set nested in its
-configuration. A test has two or three groups. A completed run's endpoints end mostly in SUCCESS,
+real account might: a project's first probe (and fifth, ...) sends every threshold, the second a
+partial list with an entry the exporter does not know, the third none, the fourth a partial set
+nested in its configuration. A test has two or three groups. A completed run's endpoints end mostly in SUCCESS,
 some with warnings or failures, and about one run in three has one endpoint whose outcome is not
 one CallMeter documents (MEDIA_TIMEOUT).
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from .world import unit
@@ -31,8 +32,10 @@ CODECS = (["PCMU", "PCMA", "opus"], ["G722", "PCMU"], ["opus"])
 
 
 def probe_detail(world: World, probe: SimProbe, view: dict[str, Any]) -> dict[str, Any]:
-    """The probe's list view, the test it runs, and thresholds in the shape its position in the project gives."""
-    position = [p.id for p in world.probes.values() if p.project_id == probe.project_id].index(probe.id)
+    """The probe's list view, the test it runs, and thresholds in the shape its number in the project gives
+    (the number its name ends in: a deleted probe does not change the others' shapes)."""
+    number = re.search(r"(\d+)$", probe.name)
+    position = int(number[1]) - 1 if number else int(unit(world.config.seed, probe.id, "shape") * 4)
     detail = {**view, "testId": next((t.id for t in world.tests.values() if t.project_id == probe.project_id), None)}
     shape = position % 4
     if shape == 0:
