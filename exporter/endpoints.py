@@ -52,6 +52,8 @@ class EndpointRead:
     """The listing of one run being read, page by page."""
 
     run: TestRun
+    wanted_at: float = 0.0
+    """Loop time the run's listing became wanted (its pages age from then, as run details do)."""
     next_page: int = 1
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
@@ -124,7 +126,7 @@ class EndpointTracker:
         for test_id, run in completed.items():
             if run.status != "COMPLETED" or not self._is_new(state, test_id, run):
                 continue
-            state.reading[test_id] = EndpointRead(run)
+            state.reading[test_id] = EndpointRead(run, wanted_at=now)
             wanted.append(run.id)
             if not state.cold:
                 self._wants.append((now, -(-(sizes.get(test_id) or 1) // PER_PAGE)))

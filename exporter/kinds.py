@@ -40,6 +40,7 @@ from .snapshot import ProjectData
 from .spare import ENDPOINTS, PROBE_DETAILS, TEST_DETAILS, Spare
 
 if TYPE_CHECKING:
+    from .adaptive import Schedule
     from .client import CallMeterClient
     from .planner import Floors
 
@@ -55,6 +56,8 @@ class Context(Protocol):
     def now(self) -> float: ...
     def wall(self) -> float: ...
     def want_details(self, project_id: str, wants: list[DetailWant]) -> None: ...
+    @property
+    def schedule(self) -> Schedule: ...
     def capped(self, family: str, folded: int, **where: str) -> None: ...
     def unread(self, kind: str, keys: list[str], **where: str) -> None: ...
 
@@ -105,9 +108,11 @@ async def read_list(ctx: Context, kind: Kind, data: ProjectData, item: str | Non
 
 
 async def read_probes(ctx: Context, kind: Kind, data: ProjectData, item: str | None) -> dict[str, Any]:
+    sent = ctx.wall()
     fields = await read_list(ctx, kind, data, item)
     # Every status ever seen stays in the state set, so a series that left a state reads 0, not absent.
     ctx.probe_statuses.update(p.status for p in fields["probes"] if p.status)
+    ctx.schedule.probes_read(data.project.id, fields["probes"], sent=sent, seen=ctx.wall())
     return fields
 
 
@@ -124,14 +129,19 @@ async def read_runs(ctx: Context, kind: Kind, data: ProjectData, item: str | Non
         listing.add(runs, total)
     wants = ctx.runs.absorb_listing(project.id, project.label, listing, now=ctx.now(), wall=ctx.wall())
     ctx.want_details(project.id, wants)
+    ctx.schedule.runs_listed(data)
     return _with_runs(ctx, data)
 
 
 async def read_run_detail(ctx: Context, kind: Kind, data: ProjectData, item: str | None) -> dict[str, Any]:
-    """One finished run's detail: its summary is the test's latest quality data."""
+    """One run's detail: a finished run's summary (the test's latest quality data), or a look at a
+    running run that should have ended by now."""
     assert item is not None
+    sent = ctx.wall()
     run = await ctx.client.get(kind.route, kind.path(data.project.id, item), TestRun)
-    ctx.runs.absorb_detail(data.project.id, run)
+    seen = ctx.wall()
+    ctx.runs.absorb_detail(data.project.id, data.project.label, run, wall=seen)
+    ctx.schedule.detail_read(data.project.id, run, sent=sent, seen=seen)
     return _with_runs(ctx, data)
 
 

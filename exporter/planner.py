@@ -8,19 +8,25 @@ enough, every interval stretches by the same factor.
 
 Run details are not a periodic class: each finished run wants one. They get a reserve out of the
 budget (`detail_reserve`) before the periodic classes are planned.
+
+With the adaptive schedule (`adaptive_plan`), probe lists cost what their executions want (one read
+per execution, or per group of close ones, plus the safety net), never more than the fixed plan
+would spend on them, and the detail reserve comes before probe lists beyond their safety net.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .kinds import PERIODIC, Kind
+from .kinds import KINDS, PERIODIC, Kind
 
 DETAIL_HEADROOM = 1.25
 """The detail reserve is this many times the rate at which details are wanted: runs finish in bursts,
 and a queue drains only with room to spare."""
+DETAIL_DRAIN = 120.0
+"""Adaptive: the reserve is also at least what fetches the details pending now within this many seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,25 @@ class Plan:
     stretched: tuple[str, ...]
     detail_reserve_per_minute: float = 0.0
     """Set aside for run details before the intervals were planned."""
+    schedule: str = "fixed"
+    probe_reads_wanted: float | None = None
+    """Adaptive: probe-list requests a minute that one read per execution (and the safety net) wants."""
+    probe_reads_paid: float | None = None
+    """Adaptive: probe-list requests a minute the plan pays for (never more than `fixed` would send)."""
+    fixed_probe_interval: float | None = None
+    """The probe interval the fixed plan would have: the clock of a project whose probes lack a schedule."""
+    details_wanted_per_minute: float | None = None
+    """Adaptive: what run details (and looks at running runs) want a minute, before the reserve's limits."""
+
+    @property
+    def pays_details(self) -> bool:
+        """Does the reserve pay for every detail (and look) wanted? Always, for the fixed plan."""
+        wanted = self.details_wanted_per_minute
+        return wanted is None or self.detail_reserve_per_minute >= wanted * 0.999
+
+    @property
+    def pays_every_execution(self) -> bool:
+        return self.probe_reads_paid is None or self.probe_reads_paid >= (self.probe_reads_wanted or 0.0) * 0.999
 
     @property
     def fits(self) -> bool:
@@ -147,6 +172,47 @@ def plan_for(inventory: Inventory, floors: Floors, budget_per_minute: float, det
     """The plan for an inventory, with `detail_reserve` set aside for the run details wanted a minute."""
     reserve = detail_reserve(inventory, floors, budget_per_minute, details_per_minute)
     return make_plan(demands(inventory, floors), budget_per_minute, reserve)
+
+
+def adaptive_plan(inventory: Inventory, floors: Floors, budget_per_minute: float, *, details_per_minute: float,
+                  probe_reads_per_minute: float, safety_interval: float, details_pending: int = 0) -> Plan:
+    """The plan when probe lists are read when their probes execute (`CALLMETER_SCHEDULE=adaptive`).
+
+    Probe lists want `probe_reads_per_minute` requests (one read per execution or group of close ones,
+    and the safety net), but never more than the fixed plan would give them, so the adaptive schedule
+    never sends more probe-list requests than the fixed one. The reserve for run details comes first,
+    up to half the budget, taken from everything but what the inventory needs at its slowest (probe
+    lists every `safety_interval`, run lists and inventory at their ceilings): a detail must not wait
+    for a lull that a busy account never has. The periodic classes share what is left, in priority
+    order, as in the fixed plan. The reserve is at least what fetches the `details_pending` within
+    `DETAIL_DRAIN` (a cold start's catch-up, a burst of finished runs)."""
+    fixed = plan_for(inventory, floors, budget_per_minute, details_per_minute)
+    probes = KINDS["probes"]
+    cost = inventory.cost(probes)
+    fixed_rate = cost * 60 / fixed.intervals[probes.name]
+    wanted = min(probe_reads_per_minute, fixed_rate)
+    wanted_details = max(DETAIL_HEADROOM * details_per_minute, details_pending * 60 / DETAIL_DRAIN)
+    room = adaptive_detail_room(inventory, floors, budget_per_minute, max(safety_interval,
+                                                                            fixed.intervals[probes.name]))
+    reserve = min(wanted_details, room)
+    floor = cost * 60 / wanted if wanted > 0 else max(safety_interval, fixed.intervals[probes.name])
+    timed = [replace(d, floor=floor, ceiling=max(d.ceiling, floor)) if d.resource == probes.name else d
+             for d in demands(inventory, floors)]
+    plan = make_plan(timed, budget_per_minute, reserve)
+    paid = cost * 60 / plan.intervals[probes.name]
+    return replace(plan, schedule="adaptive", probe_reads_wanted=probe_reads_per_minute,
+                   probe_reads_paid=min(paid, probe_reads_per_minute),
+                   fixed_probe_interval=fixed.intervals[probes.name], details_wanted_per_minute=wanted_details)
+
+
+def adaptive_detail_room(inventory: Inventory, floors: Floors, budget_per_minute: float, safety_interval: float
+                         ) -> float:
+    """Adaptive: the most the detail reserve may take: half the budget, and never what the inventory needs
+    at its slowest (probe lists every `safety_interval`, the other lists at their ceilings)."""
+    slowest = {d.resource: d.ceiling for d in demands(inventory, floors)}
+    slowest[KINDS["probes"].name] = safety_interval
+    least = sum(d.requests * 60 / slowest[d.resource] for d in demands(inventory, floors))
+    return max(0.0, min(budget_per_minute - least, budget_per_minute / 2))
 
 
 ROOM_SHARE = 0.02

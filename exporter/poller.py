@@ -12,13 +12,16 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from . import errors, logs
+from .adaptive import Schedule
 from .budget import RateLimiter
+from .choice import Choice
 from .client import PER_PAGE, CallMeterClient
 from .kinds import KINDS, PER_PROJECT, SPARE, STAMPED, Kind, upstream_count
 from .models import Project
-from .planner import Floors, Inventory, Plan, has_room, pages, plan_for
+from .planner import Floors, Inventory, Plan, has_room, pages
 from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
@@ -30,6 +33,8 @@ from .webhooks import StatusOverlay, WebhookMetrics
 PROJECTS = KINDS["projects"]
 PROBES = KINDS["probes"]
 DETAILS = KINDS["test_run_details"]
+DETAIL_PATIENCE = 60.0
+"""Adaptive: a run detail wanted for longer than this goes ahead of the run lists and inventory."""
 URGENT_GAP = 0.1
 """Seconds between two publishes that a webhook asked for (a flood must not render without pause)."""
 
@@ -55,6 +60,8 @@ class Poller:
         max_data_age: float | None = None,
         publish_interval: float = 1.0,
         wall: Callable[[], float] = time.time,
+        schedule: str = "adaptive",
+        probes_max_interval: float = 300.0,
         webhook_metrics: WebhookMetrics | None = None,
         run_endpoints: RunEndpoints = "auto",
         config_details: ConfigDetails = "auto",
@@ -76,7 +83,12 @@ class Poller:
         self.spare = Spare(run_endpoints=run_endpoints, config_details=config_details)
         self._room = False
         self._logged_unread: set[tuple[str, str]] = set()
-        self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency)
+        adaptive = schedule == "adaptive"
+        self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency,
+                                   patience=DETAIL_PATIENCE if adaptive else None, hold=adaptive)
+        self.schedule = Schedule(adaptive=adaptive, scheduler=self.scheduler, runs=self.runs, metrics=metrics,
+                                 max_interval=probes_max_interval, fixed_interval=self._floors.probes,
+                                 now=self.now, wall=wall)
         self._plan: Plan | None = None
         self._planned_for: Inventory | None = None
         self._planned_rate = limiter.per_minute
@@ -119,12 +131,9 @@ class Poller:
         self._urgent.set()
 
     def want_details(self, project_id: str, wants: list[DetailWant]) -> None:
-        """Queue a detail job per want; a newer run keeps the place in the queue of the one it replaces."""
-        for want in wants:
-            replaced = self.scheduler.remove((DETAILS.name, project_id, want.replaces)) if want.replaces else None
+        if wants:
             self.settled.clear()
-            self.scheduler.add(Job(DETAILS.name, project_id, want.run_id,
-                                   due=replaced.due if replaced is not None else self.now()))
+        self.schedule.want_details(project_id, wants)
 
     def capped(self, family: str, folded: int, **where: str) -> None:
         """Label values folded by a cardinality cap: counted, and logged."""
@@ -151,7 +160,7 @@ class Poller:
         for want in self.spare.wants(wall=wall, interval=self.interval("tests"), room=self._room,
                                      queued=queued):
             self.scheduler.add(Job(want.resource, want.project_id, want.item, due=now + max(0.0, want.due - wall),
-                                   spare=want.spare))
+                                   spare=want.spare, wanted_since=want.wanted_since))
 
     # -- across restarts -----------------------------------------------------------------------
 
@@ -162,7 +171,7 @@ class Poller:
                           probe_statuses=set(self.probe_statuses), last_success=dict(self._metrics.last_success),
                           request_times=[wall - (now - t) for t in self._limiter.recent()],
                           rate_per_minute=self._limiter.per_minute,
-                          paused_until=wall + self._limiter.blocked_for())
+                          paused_until=wall + self._limiter.blocked_for(), learned=self.schedule.learned)
 
     def restore(self, saved: SavedState) -> None:
         """Before `run`: take up a saved state. Its data is published at once with the times it was read
@@ -171,8 +180,10 @@ class Poller:
         wall, now = self.wall(), self.now()
         self.projects = dict(saved.projects)
         self._projects_at = saved.projects_at
-        saved.runs.lookback_pages = self.runs.lookback_pages
-        self.runs = saved.runs
+        self.runs.load(saved.runs)
+        learned = self.schedule.learned
+        for name, values in dataclasses.asdict(saved.learned).items():
+            getattr(learned, name).update(values)
         self.probe_statuses = set(saved.probe_statuses)
         self.spare.restore(self.projects)
         for resource, at in saved.last_success.items():
@@ -223,26 +234,21 @@ class Poller:
     def _replan(self, *, reason: str) -> None:
         inventory = self.inventory()
         budget = self._limiter.per_minute
-        details = self.runs.details_per_minute(self.now()) + self.spare.reserved_per_minute(self.now())
-        plan = plan_for(inventory, self._floors, budget, details_per_minute=details)
+        probe_pages = {pid: pages(len(d.probes) if d.probes is not None else upstream_count(PROBES, d.project),
+                                  PER_PAGE) for pid, d in self.projects.items()}
+        plan = self.schedule.plan(inventory, self._floors, budget, probe_pages=probe_pages,
+                                  reserved_per_minute=self.spare.reserved_per_minute(self.now()))
         grew = inventory.grew_since(self._planned_for)
+        turned = self._plan is not None and plan.pays_every_execution != self._plan.pays_every_execution
         self._plan, self._planned_for, self._planned_rate = plan, inventory, budget
+        self.schedule.use(plan)
         intervals = dict(plan.intervals)
         intervals[DETAILS.name] = intervals["test_runs"]
         self._metrics.set_intervals(intervals)
         self._room = has_room(plan, inventory)
         self._top_up()
-        if grew or reason == "rate":
-            event = self._log.warning if plan.stretched else self._log.info
-            hint = None
-            if plan.stretched:
-                hint = (f"the floors need {plan.needed_per_minute:.1f} requests/min but the budget is "
-                        f"{budget:.1f}/min: raise CALLMETER_PLAN or CALLMETER_REQUESTS_PER_MINUTE, narrow "
-                        f"CALLMETER_PROJECTS, or raise the *_MIN_INTERVAL floors")
-            event("schedule.plan", reason=reason, projects=inventory.projects, budget_per_minute=round(budget, 2),
-                  intervals={k: round(v, 1) for k, v in plan.intervals.items()}, stretched=list(plan.stretched),
-                  details_per_minute=round(plan.detail_reserve_per_minute, 2),
-                  hint=hint)
+        if grew or turned or reason == "rate":
+            log_plan(self._log, plan, reason=reason, projects=inventory.projects, choice=self.schedule.choice)
 
     # -- execution -----------------------------------------------------------------------------
 
@@ -348,6 +354,7 @@ class Poller:
         self.overlay.forget(project_id)
         self.runs.drop(project_id)
         self.scheduler.remove_project(project_id)
+        self.schedule.drop(project_id)
 
     def _gone(self, job: Job) -> None:
         """404: the resource was deleted; its series go, and the project list is checked again soon."""
@@ -405,3 +412,27 @@ class Poller:
             await asyncio.sleep(min(URGENT_GAP, self._publish_interval))
             await wait_event(self._urgent, max(0.0, self._publish_interval - URGENT_GAP))
             self._urgent.clear()
+
+
+def log_plan(log: Any, plan: Plan, *, reason: str, projects: int, choice: Choice | None) -> None:
+    """`schedule.plan`: a warning when a class is stretched, with what would change it; with the adaptive
+    schedule, also what the probe lists' executions want and what the budget pays for."""
+    event = log.warning if plan.stretched else log.info
+    budget = plan.budget_per_minute
+    hint = None
+    if plan.stretched:
+        hint = (f"the floors need {plan.needed_per_minute:.1f} requests/min but the budget is "
+                f"{budget:.1f}/min: raise CALLMETER_PLAN or CALLMETER_REQUESTS_PER_MINUTE, narrow "
+                f"CALLMETER_PROJECTS, or raise the *_MIN_INTERVAL floors")
+    extra: dict[str, object] = {}
+    if plan.probe_reads_wanted is not None and plan.probe_reads_paid is not None:
+        wanted, paid = plan.probe_reads_wanted * 60, plan.probe_reads_paid * 60
+        extra = {"schedule": plan.schedule, "probe_reads_per_hour": {"wanted": round(wanted), "paid": round(paid)}}
+        if not plan.pays_every_execution:
+            wait = f" (a result waits {choice.delay:.0f} s on average for its read)" if choice is not None else ""
+            extra["probe_reads"] = (f"the budget pays for {paid:.0f} of the {wanted:.0f} probe-list reads an hour "
+                                    f"that one read per execution would take: it keeps the reads that save the most "
+                                    f"waiting{wait}")
+    event("schedule.plan", reason=reason, projects=projects, budget_per_minute=round(budget, 2),
+          intervals={k: round(v, 1) for k, v in plan.intervals.items()}, stretched=list(plan.stretched),
+          details_per_minute=round(plan.detail_reserve_per_minute, 2), hint=hint, **extra)

@@ -4,7 +4,9 @@ Per project it keeps the run list's order and length, the latest run and the lat
 each test, the runs whose details (the quality summary) are wanted, and which terminal runs were
 counted. Across projects it keeps the finished-run counters and the rate at which details are wanted.
 The poller reads pages as a `RunListing` says, hands them back, and turns the `DetailWant`s it gets
-into jobs. Every method takes the time it needs as an argument, so tests drive it directly.
+into jobs. A run's detail, wanted or fetched to see whether a running run has ended, updates the same
+state as a listing would. Every method takes the time it needs as an argument, so tests drive it
+directly.
 """
 
 from __future__ import annotations
@@ -148,6 +150,14 @@ class RunTracker:
         self.statuses: set[str] = set()
         self._detail_wants: deque[float] = deque()  # when each detail was wanted (loop time)
         self._counting_since: float | None = None  # the first warm run listing: wants are counted from here
+        self._watching_since: float | None = None  # Unix time of the first listing or detail taken
+        self._results: list[float] = []
+
+    def load(self, saved: RunTracker) -> None:
+        """Take over a restored tracker's state, keeping this object (the schedule holds it)."""
+        lookback = self.lookback_pages
+        self.__dict__.update(saved.__dict__)
+        self.lookback_pages = lookback
 
     def of(self, project_id: str) -> ProjectRuns:
         return self.projects.setdefault(project_id, ProjectRuns())
@@ -180,20 +190,12 @@ class RunTracker:
     def _absorb_runs(self, state: ProjectRuns, label: str, runs: list[TestRun], *, now: float, wall: float
                      ) -> list[DetailWant]:
         wants: list[DetailWant] = []
+        self._watching(wall)
         for run in runs:
             if run.test_id is None:
                 continue
-            if run.status:
-                self.statuses.add(run.status)
-            latest = state.latest_runs.get(run.test_id)
-            if latest is None or latest.id == run.id or newer(run, latest):
-                state.latest_runs[run.test_id] = run
-            if run.terminal and run.status and run.id not in state.counted and (
-                    run.order_key is None or run.order_key >= state.count_floor):
-                if not (state.cold and self._finished_before_start(run)):
-                    key = (label, run.test_id, run.status)
-                    self.finished[key] = self.finished.get(key, 0) + 1
-                state.counted[run.id] = run.order_key or wall
+            self._latest(state, run)
+            self._count(state, label, run, wall=wall)
             if run.status == "COMPLETED":
                 want = self._want_detail(state, run, now=now)
                 if want is not None:
@@ -203,6 +205,41 @@ class RunTracker:
         self._trim_counted(state)
         return wants
 
+    def _watching(self, wall: float) -> None:
+        if self._watching_since is None:
+            self._watching_since = wall
+
+    def _latest(self, state: ProjectRuns, run: TestRun) -> None:
+        assert run.test_id is not None
+        if run.status:
+            self.statuses.add(run.status)
+        latest = state.latest_runs.get(run.test_id)
+        if latest is None or latest.id == run.id or newer(run, latest):
+            state.latest_runs[run.test_id] = run
+
+    def _count(self, state: ProjectRuns, label: str, run: TestRun, *, wall: float) -> None:
+        """Count a terminal run once; a run that failed is a final result as soon as it is seen."""
+        assert run.test_id is not None
+        if run.terminal and run.status and run.id not in state.counted and (
+                run.order_key is None or run.order_key >= state.count_floor):
+            if not (state.cold and self._finished_before_start(run)):
+                key = (label, run.test_id, run.status)
+                self.finished[key] = self.finished.get(key, 0) + 1
+            state.counted[run.id] = run.order_key or wall
+            if run.status != "COMPLETED":
+                self._result(run)
+
+    def _result(self, run: TestRun) -> None:
+        """A run's final result (status, and summary when it completed) is known now."""
+        ended = run.completed_at
+        if ended is not None and self._watching_since is not None and ended >= self._watching_since:
+            self._results.append(ended)
+
+    def take_results(self) -> list[float]:
+        """completedAt of each run whose final result became known since the last call, among the runs
+        that ended while the exporter was watching (what `observation_delay_seconds` measures)."""
+        results, self._results = self._results, []
+        return results
     def _finished_before_start(self, run: TestRun) -> bool:
         """A run already terminal in a project's first listing is history (a baseline), unless CallMeter
         says it completed after counting began: a restart must never count a project's history again."""
@@ -226,6 +263,7 @@ class RunTracker:
             return None  # a terminal run never changes: its details are fetched once
         if run.summary is not None:
             state.latest_completed[run.test_id] = run
+            self._result(run)
             return None
         pending = state.detail_for_test.get(run.test_id)
         if pending == run.id:
@@ -241,17 +279,24 @@ class RunTracker:
         state.wanted_runs[run.id] = run
         return DetailWant(run.id, replaces=pending)
 
-    def absorb_detail(self, project_id: str, run: TestRun) -> None:
+    def absorb_detail(self, project_id: str, label: str, run: TestRun, *, wall: float) -> None:
+        """Take one run's detail: a finished run's quality summary, or a look at a running run that may
+        have ended since. Either way it is the run's newest state, as a listing would show it."""
         state = self.projects.get(project_id)
         if state is None:
             return
         state.wanted_runs.pop(run.id, None)
         if run.test_id is None:
             return
+        self._watching(wall)
+        self._latest(state, run)
+        self._count(state, label, run, wall=wall)
         if state.detail_for_test.get(run.test_id) == run.id:
             del state.detail_for_test[run.test_id]
         current = state.latest_completed.get(run.test_id)
         if run.status == "COMPLETED" and (current is None or current.id == run.id or newer(run, current)):
+            if current is None or current.id != run.id:
+                self._result(run)
             state.latest_completed[run.test_id] = run
 
     def details_per_minute(self, now: float) -> float:

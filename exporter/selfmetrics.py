@@ -17,6 +17,8 @@ from .errors import ERROR_KINDS
 from .kinds import KINDS
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OBSERVATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+OBSERVED = ("probes", "test_runs")
 CAPPED_FAMILIES = ("callmeter_test_run_endpoint_outcomes",)
 """Families whose label values a cardinality cap may fold (see `endpoints`)."""
 
@@ -44,6 +46,13 @@ class ExporterMetrics(Collector):
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.throttled = Counter("callmeter_exporter_rate_limited",
                                  "429 Too Many Requests answers received from the CallMeter API.", registry=registry)
+        self.observation_delay = Histogram(
+            "callmeter_exporter_observation_delay_seconds",
+            "Time from when CallMeter says a probe executed (lastExecutionAt) or a run finished (completedAt) "
+            "to when the exporter had the new result (for a completed run, its summary), by resource.",
+            ["resource"], buckets=OBSERVATION_BUCKETS, registry=registry)
+        for resource in OBSERVED:
+            self.observation_delay.labels(resource)
         self.capped = Counter("callmeter_exporter_series_capped", "Label values the exporter folded into "
                               "_other or UNRECOGNIZED because a cardinality cap was reached, by family.",
                               ["family"], registry=registry)
@@ -84,6 +93,11 @@ class ExporterMetrics(Collector):
 
     def rate_limit_remaining(self, remaining: float) -> None:
         self.remaining = remaining
+        self._changed()
+
+    def observed(self, resource: str, seconds: float) -> None:
+        """A new probe execution or a finished run's result seen `seconds` after CallMeter's timestamp."""
+        self.observation_delay.labels(resource).observe(max(0.0, seconds))
         self._changed()
 
     # scheduler reports

@@ -49,7 +49,13 @@ class Settings(BaseSettings):
         default="percent", description="Unit of avgPacketLossFraction as the API sends it.")
     http_timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds before an API request times out.")
     max_concurrency: int = Field(default=4, ge=1, le=64, description="API requests in flight at most.")
+    schedule: Literal["adaptive", "fixed"] = Field(
+        default="adaptive", description="adaptive: read probe lists when probes execute and runs when they should "
+                                        "end; fixed: every list on a fixed clock.")
     probes_min_interval: float = Field(default=60.0, ge=1, description="Refresh probe lists at most this often (s).")
+    probes_max_interval: float = Field(
+        default=300.0, ge=10, description="Adaptive: read each project's probe list at least this often (s), for "
+                                          "executions off their schedule and configuration changes.")
     test_runs_min_interval: float = Field(default=60.0, ge=1,
                                           description="Refresh test-run lists at most this often (s).")
     inventory_min_interval: float = Field(
@@ -96,8 +102,8 @@ class Settings(BaseSettings):
         default=300.0, ge=0, le=86400,
         description="Deliveries whose timestamp is further than this from now (s) are rejected; 0: not checked.")
 
-    @field_validator("log_level", "log_format", "plan", "packet_loss_unit", "run_endpoints", "config_details",
-                     mode="before")
+    @field_validator("log_level", "log_format", "plan", "packet_loss_unit", "schedule", "run_endpoints",
+                     "config_details", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -182,6 +188,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.plan == "enterprise" and self.requests_per_minute is None:
             raise ValueError("CALLMETER_REQUESTS_PER_MINUTE is required with plan enterprise (its limit is custom)")
+        if self.probes_max_interval < self.probes_min_interval:
+            raise ValueError("CALLMETER_PROBES_MAX_INTERVAL must be at least CALLMETER_PROBES_MIN_INTERVAL")
         if not self.demo and self.api_key is None and self.api_key_file is None:
             raise ValueError("no API key: set CALLMETER_API_KEY_FILE or CALLMETER_API_KEY (or run --demo)")
         if self.webhook_secret is not None and self.webhook_secret_file is not None:

@@ -52,6 +52,8 @@ class Want:
     item: str
     due: float
     spare: bool
+    wanted_since: float | None = None
+    """Loop time a listing page became wanted (`on`: it ages as a run detail does)."""
 
 
 class Spare:
@@ -164,7 +166,8 @@ class Spare:
                     if key in queued or (spare and spare_jobs >= SPARE_JOBS):
                         continue
                     spare_jobs += spare
-                    yield Want(ENDPOINTS, pid, read.run.id, self._retry_at.get(key, 0.0), spare)
+                    yield Want(ENDPOINTS, pid, read.run.id, self._retry_at.get(key, 0.0), spare,
+                               None if spare else read.wanted_at)
         if self.config_details == "off" or not room:
             return
         detail_jobs = sum(1 for key in queued if key[0] != ENDPOINTS)

@@ -2,9 +2,10 @@
 
 What is kept: each project's data with the times it was read (probe and test details and the endpoint
 outcomes of completed runs included, so none is read again before its time), the run tracker (latest
-and latest completed runs, runs counted, list order and pages, details wanted), the finished-run counters, the
-probe statuses seen, the last success per resource, what the schedule has learned, and the
-limiter's recent request times, so that a restart spends exactly what is left of the 60 s window.
+and latest completed runs, runs counted, list order and pages, details wanted), the finished-run
+counters, the probe statuses seen, the last success per resource, what the schedule has learned
+(probe result delays, when runs end), and the limiter's recent request times, so that a restart
+spends exactly what is left of the 60 s window.
 Never the API key: the file names the key by a one-way fingerprint, so a file written for another
 key (another account) is not served.
 
@@ -17,6 +18,7 @@ empty, truncated, corrupt, another format version, another base URL or key, larg
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -35,9 +37,10 @@ from .endpoints import EndpointTally
 from .models import Probe, Project, Registrar, Test, TestRun
 from .runs import ProjectRuns, RunTracker
 from .snapshot import ProjectData
+from .timing import Learned
 
 FORMAT = "callmeter-exporter-state"
-VERSION = 1
+VERSION = 2
 MAX_BYTES = 64 * 1024 * 1024
 """Far above what the bounded caches can hold (2,000 counted runs a project): a larger file is not ours."""
 
@@ -63,8 +66,8 @@ class SavedState:
     request_times: list[float] = field(default_factory=list)
     rate_per_minute: float | None = None
     paused_until: float = 0.0
-    schedule: dict[str, Any] = field(default_factory=dict)
-    """What the schedule has learned, as the schedule exports it (plain JSON)."""
+    learned: Learned = field(default_factory=Learned)
+    """What the schedule has learned: probe result delays, when runs end."""
 
 
 # -- to and from JSON --------------------------------------------------------------------------
@@ -146,6 +149,10 @@ def _project_runs_from_json(raw: Mapping[str, Any]) -> ProjectRuns:
         cold=bool(raw["cold"]))
 
 
+def _learned(raw: Mapping[str, Any]) -> Learned:
+    return Learned(**{f.name: {str(k): float(v) for k, v in raw[f.name].items()} for f in dataclasses.fields(Learned)})
+
+
 def to_json(state: SavedState, *, base_url: str, key: str, written_at: float) -> dict[str, Any]:
     runs = state.runs
     return {
@@ -160,7 +167,7 @@ def to_json(state: SavedState, *, base_url: str, key: str, written_at: float) ->
         "last_success": dict(state.last_success),
         "limiter": {"sent": list(state.request_times), "per_minute": state.rate_per_minute,
                     "paused_until": state.paused_until},
-        "schedule": state.schedule,
+        "learned": dataclasses.asdict(state.learned),
     }
 
 
@@ -186,7 +193,7 @@ def from_json(raw: Any, *, base_url: str, key: str, lookback_pages: int) -> Save
             probe_statuses=set(map(str, raw["probe_statuses"])),
             last_success={str(k): float(v) for k, v in raw["last_success"].items()},
             request_times=[float(t) for t in limiter["sent"]], rate_per_minute=limiter["per_minute"],
-            paused_until=float(limiter["paused_until"]), schedule=dict(raw.get("schedule") or {}))
+            paused_until=float(limiter["paused_until"]), learned=_learned(raw["learned"]))
     except (KeyError, TypeError, ValueError, AttributeError, ValidationError) as exc:
         raise StateError(f"corrupt ({type(exc).__name__})") from None
 

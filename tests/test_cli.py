@@ -153,9 +153,10 @@ def test_revoked_key_gives_up_0_a_clear_log_line_and_a_running_process(simulator
         exporter.wait_for(lambda: "callmeter_up 1.0" in exporter.metrics(), 20, "recovery")
 
 
-def show_schedule(server: SimulatorServer, plan: str) -> subprocess.CompletedProcess[str]:
+def show_schedule(server: SimulatorServer, plan: str, schedule: str = "fixed") -> subprocess.CompletedProcess[str]:
     return cli("--show-schedule", "--log-level", "warning",
-               env={"CALLMETER_API_KEY": DEMO_KEY, "CALLMETER_BASE_URL": server.base_url, "CALLMETER_PLAN": plan})
+               env={"CALLMETER_API_KEY": DEMO_KEY, "CALLMETER_BASE_URL": server.base_url, "CALLMETER_PLAN": plan,
+                    "CALLMETER_SCHEDULE": schedule})
 
 
 @pytest.mark.e2e
@@ -167,7 +168,24 @@ def test_show_schedule_reads_the_project_list_once_and_prints_the_plan(simulator
     assert set(rows) == {"probes", "test_runs", "projects", "tests", "registrars"}
     assert rows["probes"][3] == "60s" and rows["probes"][-1] == "yes"
     assert "budget 48.0 requests/min" in result.stdout and "can have up to" in result.stdout
+    assert "probe status  30 s" in result.stdout  # the expected delay: half the interval
     assert [path for _, _, path, _ in simulator.simulator.requests] == ["/api/v1/projects"]
+
+
+@pytest.mark.e2e
+def test_show_schedule_adaptive_reads_each_probe_list_once_and_prints_the_expected_delays() -> None:
+    world = WorldConfig(projects=3, probes_per_project=2, tests_per_project=3, probe_interval_minutes=5.0)
+    with SimulatorServer(Simulator(world)) as server:
+        result = show_schedule(server, "free", "adaptive")
+        paths = [path for _, _, path, _ in server.simulator.requests]
+    assert result.returncode == 0, result.stderr
+    assert paths[0] == "/api/v1/projects" and len(paths) == 4 and all(p.endswith("/probes") for p in paths[1:])
+    out = result.stdout
+    assert "schedule: adaptive" in out and "one read per execution" in out
+    # 6 probes every 5 minutes: 72 reads an hour, against 180 for a read a minute per project.
+    assert "takes 72 reads an hour" in out and "would send 180" in out
+    probe = next(line.split() for line in out.splitlines() if line.strip().startswith("probe status"))
+    assert int(probe[2]) <= 5 and probe[-2:] == ["30", "s"]
 
 
 @pytest.mark.e2e

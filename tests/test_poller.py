@@ -88,7 +88,8 @@ def test_budget_holds_in_every_window_over_six_simulated_hours() -> None:
 
 def test_terminal_runs_are_fetched_once_and_never_again() -> None:
     world = WorldConfig(projects=1, probes_per_project=1, tests_per_project=4, run_period=120, run_duration=30)
-    sim = simulate(3 * 3600, key_limit=120, world=world, floors=Floors(probes=30, test_runs=30, inventory=600))
+    sim = simulate(3 * 3600, key_limit=120, world=world, floors=Floors(probes=30, test_runs=30, inventory=600),
+                   schedule="fixed")
     details = Counter(p for p in api_paths(sim) if "/test-runs/" in p)
     assert len(details) > 50
     assert max(details.values()) == 1
@@ -157,8 +158,8 @@ def test_tight_budget_stretches_inventory_first_and_says_so() -> None:
 
 
 def test_probes_stay_fresh_under_a_tight_budget() -> None:
-    """Even when inventory needs more than the budget, probe lists keep their place at the front
-    once every list has been read (the first pass reads each list once, in priority order)."""
+    """Fixed schedule: even when inventory needs more than the budget, probe lists keep their place at
+    the front once every list has been read (the first pass reads each list once, in priority order)."""
     world = WorldConfig(projects=4, probes_per_project=3, tests_per_project=3, run_period=300, run_duration=60)
     ready_at: list[float] = []
 
@@ -167,7 +168,7 @@ def test_probes_stay_fresh_under_a_tight_budget() -> None:
         ready_at.append(sim.wall())
         await asyncio.sleep(2 * 3600)
 
-    sim = simulate(1, check, key_limit=10, world=world)
+    sim = simulate(1, check, key_limit=10, world=world, schedule="fixed")
     assert ready_at[0] - 1_800_000_000.0 < 17 * 7.5 + 10  # the first pass: 17 lists at 8 a minute
     probe_times: dict[str, list[float]] = {}
     for t, _, path, _ in sim.simulator.requests:
@@ -208,10 +209,12 @@ def test_revoked_key_sets_up_to_zero_and_keeps_the_last_data() -> None:
 
 
 def test_large_budget_is_used_when_there_is_work() -> None:
-    """Enterprise 600/min at 100 ms latency: bounded concurrency keeps up with the budget."""
+    """Enterprise 600/min at 100 ms latency: bounded concurrency keeps up with the budget (the fixed
+    schedule, whose 5 s floors make that much work; the adaptive one reads probe lists only when probes
+    execute)."""
     world = WorldConfig(projects=40, probes_per_project=2, tests_per_project=2, run_period=3600, run_duration=60)
     floors = Floors(probes=5, test_runs=5, inventory=30)
-    sim = simulate(600, key_limit=600, budget_share=1.0, world=world, floors=floors, latency=0.1)
+    sim = simulate(600, key_limit=600, budget_share=1.0, world=world, floors=floors, latency=0.1, schedule="fixed")
     times = [t for t, *_ in sim.simulator.requests if t >= 1_800_000_000.0 + 120]
     per_minute = len(times) / ((times[-1] - times[0]) / 60)
     assert per_minute >= 0.9 * 600
@@ -252,9 +255,9 @@ def test_a_stream_of_finished_runs_starves_neither_inventory_nor_any_test() -> N
     assert ready_at[0] < 80  # 9 requests at 8 a minute
 
 
-def test_the_probe_interval_holds_while_runs_finish_in_bursts() -> None:
-    """Below the probe floor (12 probe lists a minute wanted, 8 allowed) details get no reserve, so
-    the probe interval does not move with the bursts in which runs finish."""
+def test_the_fixed_probe_interval_holds_while_runs_finish_in_bursts() -> None:
+    """Fixed schedule: below the probe floor (12 probe lists a minute wanted, 8 allowed) details get no
+    reserve, so the probe interval does not move with the bursts in which runs finish."""
     world = WorldConfig(projects=12, probes_per_project=3, tests_per_project=10, run_period=300, run_duration=60)
     intervals: list[float] = []
 
@@ -266,7 +269,7 @@ def test_the_probe_interval_holds_while_runs_finish_in_bursts() -> None:
             assert plan is not None and plan.detail_reserve_per_minute == 0
             intervals.append(plan.intervals["probes"])
 
-    sim = simulate(1, check, key_limit=10, world=world)
+    sim = simulate(1, check, key_limit=10, world=world, schedule="fixed")
     assert sum(1 for p in api_paths(sim) if "/test-runs/" in p) > 20  # details still use the idle slots
     assert min(intervals) > 60 and max(intervals) == min(intervals)
     # ... and the backlog shows: most of the 120 tests wait for the summary of a newer run.
@@ -276,7 +279,8 @@ def test_the_probe_interval_holds_while_runs_finish_in_bursts() -> None:
 
 
 def test_details_get_a_reserve_that_follows_the_rate_runs_finish_at() -> None:
-    """Ten tests finishing every 2 minutes want 5 details a minute; 48 a minute leave room for them."""
+    """Fixed schedule: ten tests finishing every 2 minutes want 5 details a minute; 48 a minute leave
+    room for them."""
     world = WorldConfig(projects=1, probes_per_project=3, tests_per_project=10, run_period=120, run_duration=30)
     reserves: list[float] = []
 
@@ -288,7 +292,7 @@ def test_details_get_a_reserve_that_follows_the_rate_runs_finish_at() -> None:
             assert plan is not None and plan.intervals["probes"] == 60
             reserves.append(plan.detail_reserve_per_minute)
 
-    sim = simulate(1, check, key_limit=60, world=world)
+    sim = simulate(1, check, key_limit=60, world=world, schedule="fixed")
     assert min(reserves) >= 1.25 * 4 and max(reserves) <= 1.25 * 6  # 1.25 x the rate, and steady
     assert sim.value("callmeter_exporter_run_details_pending") <= 2  # the details keep up
 

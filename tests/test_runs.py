@@ -91,7 +91,7 @@ def test_terminal_runs_are_counted_once_and_a_newer_run_replaces_a_wanted_detail
     assert [(w.run_id, w.replaces) for w in wants] == [("r2", "r1")]
     assert tracker.finished == {("proj", "a", "COMPLETED"): 2, ("proj", "a", "FAILED"): 1}
     assert tracker.details_pending == 1
-    tracker.absorb_detail("p", run("r2", "a", T0 + 10, summary={"avgMos": 4.1}))
+    tracker.absorb_detail("p", "proj", run("r2", "a", T0 + 10, summary={"avgMos": 4.1}), wall=T0 + 20)
     assert tracker.details_pending == 0
     assert tracker.of("p").latest_completed["a"].summary is not None
 
@@ -129,3 +129,48 @@ def test_the_detail_rate_leaves_out_the_cold_start_and_old_wants() -> None:
         tracker.absorb_listing("p", "proj", listing, now=60.0 * i, wall=T0)
     assert tracker.details_per_minute(600.0) == 2 * 60.0 / 600.0  # the cold start's want is not counted
     assert tracker.details_per_minute(600.0 + 1800.0 + 121) == 0.0
+
+
+def test_a_detail_that_shows_a_run_ended_updates_the_latest_run_and_counts_it_once() -> None:
+    """A running run's detail, read when it should have ended: the latest run and latest completed run
+    update at once, and the listing that shows it later counts nothing twice."""
+    tracker = RunTracker()
+    tracker.of("p")
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: [run("r0", "a", T0 - 100, summary={"avgMos": 4.0}, completedAt="2027-01-15T07:58:20Z")]})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    listing = tracker.listing("p", expected_tests=1)
+    running = run("r1", "a", T0, status="RUNNING")
+    read(listing, {1: [running, run("r0", "a", T0 - 100, summary={"avgMos": 4.0})]})
+    tracker.absorb_listing("p", "proj", listing, now=60.0, wall=T0 + 10)
+    assert tracker.of("p").latest_runs["a"].status == "RUNNING"
+    tracker.absorb_detail("p", "proj", run("r1", "a", T0, status="RUNNING"), wall=T0 + 30)
+    assert tracker.finished == {("proj", "a", "COMPLETED"): 1} and tracker.take_results() == []
+    ended = datetime.fromtimestamp(T0 + 40, UTC).isoformat()
+    done = run("r1", "a", T0, summary={"avgMos": 4.2}, completedAt=ended)
+    tracker.absorb_detail("p", "proj", done, wall=T0 + 45)
+    state = tracker.of("p")
+    assert state.latest_runs["a"].status == "COMPLETED"
+    assert state.latest_completed["a"].id == "r1" and state.latest_completed["a"].summary is not None
+    assert tracker.finished == {("proj", "a", "COMPLETED"): 2}
+    assert tracker.take_results() == [T0 + 40]  # the run ended while watched: its freshness is measured
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: [run("r1", "a", T0, summary=None, completedAt=ended)]})
+    assert tracker.absorb_listing("p", "proj", listing, now=120.0, wall=T0 + 60) == []  # nothing left to want
+    assert tracker.finished == {("proj", "a", "COMPLETED"): 2} and tracker.take_results() == []
+
+
+def test_a_failed_run_is_a_result_when_first_seen_and_old_runs_are_not_measured() -> None:
+    tracker = RunTracker()
+    tracker.of("p")
+    listing = tracker.listing("p", expected_tests=1)
+    before = datetime.fromtimestamp(T0 - 50, UTC).isoformat()
+    read(listing, {1: [run("f0", "a", T0 - 100, status="FAILED", completedAt=before)]})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert tracker.take_results() == []  # it ended before the exporter looked
+    listing = tracker.listing("p", expected_tests=1)
+    after = datetime.fromtimestamp(T0 + 20, UTC).isoformat()
+    read(listing, {1: [run("f1", "a", T0, status="FAILED", completedAt=after),
+                       run("f0", "a", T0 - 100, status="FAILED", completedAt=before)]})
+    tracker.absorb_listing("p", "proj", listing, now=60.0, wall=T0 + 30)
+    assert tracker.take_results() == [T0 + 20]

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def restart(tmp_path: Path, *, first: float, down: float, second: float, state: 
         await asyncio.sleep(down)
         b = build(world, key_limit=key_limit, simulator=a.simulator, keep_snapshots=True, **extra)
         out["b_restored_snapshot"] = b.poller.build_snapshot()
+        out["a_learned"], out["b_learned"] = asdict(a.poller.schedule.learned), asdict(b.poller.schedule.learned)
         out["b_ready_at_start"] = b.poller.ready.is_set()
         out["b_started_at"] = b.wall()
         b.start()
@@ -92,8 +94,10 @@ def test_with_a_state_file_a_restart_continues_the_counters_and_serves_at_once(t
     restored = out["b_restored_snapshot"]
     assert len(restored.projects) == 2 and all(p.probes and p.latest_completed for p in restored.projects)
     assert all(p.probe_details and p.test_details and p.endpoint_outcomes for p in restored.projects)
-    # Every field as it was read, timestamps, summaries, details and endpoint tallies included.
+    # Every field as it was read, timestamps, summaries, details and endpoint tallies included; and what
+    # the schedule learned.
     assert restored.projects == out["a_snapshot"].projects
+    assert out["a_learned"]["probe_delay"] and out["b_learned"] == out["a_learned"]
     assert out["b_ready_at_start"]
     first = out["b_first_snapshot"]
     assert first is not None and all(p.probes and p.latest_completed for p in first.projects)
@@ -195,6 +199,7 @@ def mutate(path: Path, change: Any) -> None:
      "another CALLMETER_BASE_URL"),
     (lambda p: mutate(p, lambda r: r["projects"][0].pop("fetched")), "corrupt"),
     (lambda p: mutate(p, lambda r: r["runs"].update(finished=[["a", "b"]])), "corrupt"),
+    (lambda p: mutate(p, lambda r: r["learned"].update(probe_delay={"x": "soon"})), "corrupt"),
 ])
 def test_an_unusable_file_gives_one_warning_and_a_cold_start(tmp_path: Path, damage: Any, problem: str) -> None:
     path = good_file(tmp_path)

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import details, writes
 from .webhooks import WebhookSender
-from .world import World, WorldConfig, iso
+from .world import World, WorldConfig
 
 DEMO_KEY = "cmk_" + "d3" * 16
 API_PREFIX = "/api/v1"
@@ -44,6 +44,7 @@ class Faults:
     string_numbers: bool = False     # numbers sent as strings
     extra_fields: bool = False       # unknown fields on every item
     drop_fields: list[str] = field(default_factory=list)  # fields removed from every item
+    null_fields: list[str] = field(default_factory=list)  # fields sent as null on every item that has them
     status_override: str | None = None  # every probe and run reports this status
 
 
@@ -136,7 +137,9 @@ class Simulator:
         response = self._error(429, "RATE_LIMITED", "Rate limit exceeded")
         mode = self.faults.retry_after
         if mode == "http-date":
-            response.headers["Retry-After"] = formatdate(now + math.ceil(seconds), usegmt=True)
+            # An HTTP date is read off CallMeter's clock, like every timestamp it sends.
+            at = now + self.world.clock_offset + math.ceil(seconds)
+            response.headers["Retry-After"] = formatdate(at, usegmt=True)
         elif mode != "none":
             response.headers["Retry-After"] = str(math.ceil(seconds))
         return response
@@ -237,12 +240,15 @@ class Simulator:
 
     def _test(self, t: Any) -> dict[str, Any]:
         return {"id": t.id, "name": t.name, "durationSeconds": self.world.test_duration(t),
-                "totalEndpoints": t.endpoints, "createdAt": iso(self.world.start - 86400)}
+                "totalEndpoints": t.endpoints, "createdAt": self.world.stamp(self.world.start - 86400)}
 
     def _item(self, item: dict[str, Any]) -> dict[str, Any]:
         f = self.faults
         if f.status_override and "status" in item:
             item["status"] = f.status_override
+        for name in f.null_fields:
+            if name in item:
+                item[name] = None
         for name in f.drop_fields:
             item.pop(name, None)
             if isinstance(item.get("summary"), dict):
@@ -288,7 +294,7 @@ class Simulator:
 
     def set_probe_status(self, probe_id: str, status: str | None) -> None:
         with self.lock:
-            self.world.probes[probe_id].forced_status = status
+            self.world.force_probe_status(probe_id, status, self.clock())
 
     def delete(self, kind: str, ident: str) -> None:
         with self.lock:

@@ -1,38 +1,31 @@
 """The simulated CallMeter account: projects, probes, tests, runs and registrars that evolve with time.
 
 Everything is a pure function of (seed, clock): runs start on a fixed cadence per test and move
-PENDING -> QUEUED -> RUNNING -> COMPLETED / FAILED / CANNOT_RUN_FOR_NOW; probes execute on their
-interval and change health now and then. Tests flip a probe's status, delete resources, or add
-runs through the methods here.
+PENDING -> QUEUED -> RUNNING (for about their test's `durationSeconds`, now and then much longer)
+-> STOPPING (while the result is being put together, if `run_result_delay`) -> COMPLETED / FAILED /
+CANNOT_RUN_FOR_NOW; probes execute on their interval and now and then off it, find a health that
+turns now and then, and show each result a few seconds after the execution (see `executions`).
+Tests flip a probe's status, stall a probe, delete resources, or add runs through the methods here;
+the ground truth (when a probe's listed status changed, when a run's final result appeared) is
+read through `probe_changes` and `run_result`.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
+from .draws import iso, unit
+from .executions import Execution, ProbeChange, ProbeTimeline
+
+__all__ = ["Execution", "ProbeChange", "RunResult", "SimProbe", "SimProject", "SimRegistrar", "SimTest", "World",
+           "WorldConfig", "iso", "unit"]
+
 _NS = uuid.UUID("6f1c3b8e-2f0a-4d7e-9a51-5c0e2b7d9a10")
-
-
-# Both are pure and called for every run and probe of every page served: the caches make hours of
-# simulated traffic cheap (a run's timestamps and draws are asked for again on every listing).
-@functools.lru_cache(maxsize=1 << 16)
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@functools.lru_cache(maxsize=1 << 17)
-def unit(*parts: object) -> float:
-    """A deterministic number in [0, 1) from its inputs."""
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +33,43 @@ class WorldConfig:
     seed: int = 7
     projects: int = 2
     probes_per_project: int = 3
-    tests_per_project: int = 4
+    tests_per_project: int | tuple[int, ...] = 4
+    """Tests in each project, or per project (projects past the tuple's end have none)."""
     registrars_per_project: int = 2
     probe_interval_minutes: float = 1.0
+    probe_intervals: tuple[float, ...] = ()
+    """Mixed probe intervals in minutes, dealt to the probes in turn (realistic: (1, 5, 15)); empty:
+    every probe at `probe_interval_minutes`."""
+    probe_status_hold: int = 4
+    """Scheduled executions a probe's health holds for before it may turn."""
+    probe_result_delay: float = 4.0
+    """Seconds from a probe's execution to its result in the probe list, on average over the probes."""
+    probe_result_spread: float = 1.5
+    """Each probe's result delay is `probe_result_delay` +- this many seconds (drawn per probe)."""
+    probe_result_jitter: float = 0.5
+    """... plus up to this many seconds, drawn per execution."""
+    off_schedule_per_day: float = 2.0
+    """Executions of each probe off its schedule a day, on average ("Run Probe", a person in the UI)."""
     run_period: float = 120.0
     """Seconds between two runs of one test (each test gets a different phase and a jitter of +-20%)."""
     run_duration: float = 30.0
+    """The tests' `durationSeconds` (see `test_duration_spread`)."""
+    test_duration_spread: float = 0.0
+    """Each test's `durationSeconds` is `run_duration` +- this share of it (drawn per test)."""
+    run_length: tuple[float, float] = (0.8, 1.2)
+    """A run is RUNNING for its test's `durationSeconds` times a factor drawn in this range ..."""
+    run_overrun_rate: float = 0.02
+    """... and, this share of runs, longer still (an overrun) by ..."""
+    run_overrun: tuple[float, float] = (1.0, 3.0)
+    """... this many times `durationSeconds`, drawn in the range."""
+    run_result_delay: float = 0.0
+    """Seconds a run is STOPPING after its calls end, before its final status and `completedAt` show."""
     history_runs: int = 5
     """Runs of each test that already exist when the simulation starts."""
     endpoints_per_run: int = 50
+    clock_offset: float = 0.0
+    """Seconds CallMeter's clock is ahead of ours (behind, if negative): every timestamp the API sends
+    is shifted by it; the moments things happen, and requests, are not."""
 
 
 @dataclass
@@ -66,6 +87,10 @@ class SimProbe:
     interval_minutes: float
     phase: float
     forced_status: str | None = None
+    result_delay: float = 0.0
+    """Seconds from an execution to its result in the probe list (plus a per-execution jitter)."""
+    stalled_since: float | None = None
+    """From this moment the probe no longer executes, and its `nextExecutionAt` stays in the past."""
 
 
 @dataclass
@@ -77,6 +102,20 @@ class SimTest:
     period: float
     phase: float
     null_rtt: bool = False
+    duration: float = 30.0
+    """The test's `durationSeconds`, unrounded."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ends: its final status, when its calls ended (`completedAt`), and when that shows."""
+
+    status: str
+    started: float | None
+    ended: float
+    visible: float
+    running: float
+    """Seconds it is RUNNING."""
 
 
 @dataclass
@@ -98,6 +137,11 @@ class World:
     registrars: dict[str, SimRegistrar] = field(default_factory=dict)
     manual_runs: dict[str, list[float]] = field(default_factory=dict)
     forced_run_outcome: dict[str, str] = field(default_factory=dict)
+    clock_offset: float = 0.0
+    """Seconds CallMeter's clock is ahead of ours (`WorldConfig.clock_offset`; tests may move it)."""
+    change_listeners: list[Callable[[ProbeChange], None]] = field(default_factory=list)
+    """Called with each probe status change `emit_probe_changes` finds, and with each forced one."""
+    _changes_until: float | None = field(default=None, repr=False, compare=False)
     triggers: Triggers = field(default_factory=lambda: Triggers())
     """What runs and probe executions started through the API do (simulator.writes)."""
     _project_runs: dict[str, tuple[tuple[Any, ...], tuple[SimTest, ...], list[tuple[float, str, SimTest]]]] = field(
@@ -106,26 +150,30 @@ class World:
 
     @classmethod
     def build(cls, config: WorldConfig, start: float) -> World:
-        world = cls(config=config, start=start)
+        world = cls(config=config, start=start, clock_offset=config.clock_offset)
         slugs = ["production", "staging", "lab", "emea", "apac"]
         seed = config.seed
+        intervals = config.probe_intervals or (config.probe_interval_minutes,)
         for p in range(config.projects):
             slug = slugs[p] if p < len(slugs) else f"project-{p + 1}"
             pid = str(uuid.uuid5(_NS, f"{seed}-project-{p}"))
             world.projects[pid] = SimProject(pid, slug, slug.replace("-", " ").title())
             for i in range(config.probes_per_project):
                 probe_id = "probe_" + uuid.uuid5(_NS, f"{seed}-{p}-probe-{i}").hex[:12]
+                minutes = intervals[len(world.probes) % len(intervals)]
+                delay = config.probe_result_delay + config.probe_result_spread * (2 * unit(seed, probe_id, "lag") - 1)
                 world.probes[probe_id] = SimProbe(
-                    probe_id, pid, f"{slug.title()} SBC check {i + 1}", config.probe_interval_minutes,
-                    phase=unit(seed, probe_id, "phase") * config.probe_interval_minutes * 60)
-            for i in range(config.tests_per_project):
+                    probe_id, pid, f"{slug.title()} SBC check {i + 1}", minutes,
+                    phase=unit(seed, probe_id, "phase") * minutes * 60, result_delay=max(0.0, delay))
+            for i in range(world.tests_in(p)):
                 test_id = uuid.uuid5(_NS, f"{seed}-{p}-test-{i}").hex[:16]
+                spread = config.test_duration_spread * (2 * unit(seed, test_id, "duration") - 1)
                 world.tests[test_id] = SimTest(
                     test_id, pid, f"{slug.title()} call quality {i + 1}",
                     endpoints=config.endpoints_per_run + 10 * i,
                     period=config.run_period * (0.8 + 0.4 * unit(seed, test_id, "period")),
                     phase=unit(seed, test_id, "phase") * config.run_period,
-                    null_rtt=(i == 3))
+                    null_rtt=(i == 3), duration=config.run_duration * (1 + spread))
             for i in range(config.registrars_per_project):
                 reg_id = "reg_" + uuid.uuid5(_NS, f"{seed}-{p}-reg-{i}").hex[:12]
                 world.registrars[reg_id] = SimRegistrar(
@@ -133,37 +181,44 @@ class World:
                     f"sip:{'sbc' if i == 0 else 'pbx'}{i + 1}.{slug}.example.com", ["UDP", "TCP", "TLS"][i % 3])
         return world
 
+    def tests_in(self, project: int) -> int:
+        """Tests of the project'th project: `tests_per_project`, or its entry when it is one per project."""
+        count = self.config.tests_per_project
+        if isinstance(count, int):
+            return count
+        return count[project] if project < len(count) else 0
+
+    def stamp(self, ts: float | None) -> str | None:
+        """A moment as the API writes it: by CallMeter's clock, to the second."""
+        return None if ts is None else iso(ts + self.clock_offset)
+
     # -- probes --------------------------------------------------------------------------------
+
+    @cached_property
+    def timeline(self) -> ProbeTimeline:
+        return ProbeTimeline(self.config, self.start, extra=self._asked_executions)
+
+    def _asked_executions(self, probe: SimProbe) -> list[Execution]:
+        """Executions asked for through the API's Run Probe (simulator.writes): each shows once it has
+        run, with the status planned for it or else the health it finds."""
+        planned = self.triggers.probe_status.get(probe.id)
+        return [Execution(done, done, planned or self.timeline.status_at(probe, done), False)
+                for done in self.triggers.probe_runs.get(probe.id, ())]
 
     def probe_view(self, probe: SimProbe, now: float) -> dict[str, Any]:
         interval = probe.interval_minutes * 60
-        n = math.floor((now - self.start - probe.phase) / interval)
-        last = self.start + probe.phase + n * interval
-        status = probe.forced_status or self._probe_status(probe, n)
-        scheduled = last
-        executed = self.triggers.execution(probe.id, now)
-        if executed is not None and executed[0] >= last:
-            last, status = executed[0], probe.forced_status or executed[1] or status
+        shown = self.timeline.latest_visible(probe, now)
+        last = shown.at if shown is not None else None
+        status = probe.forced_status or (shown.status if shown is not None else self.timeline.status_at(probe, now))
         return {
             "id": probe.id,
             "name": probe.name,
             "status": status,
             "intervalMinutes": probe.interval_minutes,
-            "lastExecutionAt": iso(last) if last >= self.start - 30 * interval else None,
-            "nextExecutionAt": iso(scheduled + interval),
+            "lastExecutionAt": self.stamp(last) if last is not None and last >= self.start - 30 * interval else None,
+            "nextExecutionAt": self.stamp(self.timeline.next_scheduled(probe, now)),
         }
 
-    def _probe_status(self, probe: SimProbe, execution: int) -> str:
-        # Health holds for a few executions at a time, so changes are "now and then".
-        epoch = execution // 4
-        draw = unit(self.config.seed, probe.id, epoch)
-        if draw < 0.72:
-            return "HEALTHY"
-        if draw < 0.88:
-            return "DEGRADED"
-        if draw < 0.96:
-            return "UNHEALTHY"
-        return "UNKNOWN"
 
     # -- test runs -----------------------------------------------------------------------------
 
@@ -188,31 +243,27 @@ class World:
         return sorted(starts, key=lambda item: item[1])
 
     def run_view(self, test: SimTest, run_id: str, created: float, now: float, *, detail: bool) -> dict[str, Any]:
-        seed = self.config.seed
+        result = self.run_result(test, run_id, created)
         age = now - created
-        duration = self.config.run_duration * (0.8 + 0.4 * unit(seed, run_id, "dur"))
-        draw = unit(seed, run_id, "outcome")
-        triggered = self.triggers.of_run(test.id, run_id, self.config.run_duration)
-        if triggered is not None:
-            duration = triggered.duration
-        outcome = self.forced_run_outcome.get(run_id) or (triggered.outcome if triggered else None) or (
-            "CANNOT_RUN_FOR_NOW" if draw < 0.03 else "FAILED" if draw < 0.12 else "COMPLETED")
-        started: float | None = created + 4
+        started: float | None = result.started
         completed: float | None = None
-        if outcome == "CANNOT_RUN_FOR_NOW" and age >= 3:
-            status, started, completed = outcome, None, created + 3
+        if result.status == "CANNOT_RUN_FOR_NOW" and now >= result.visible:
+            status, completed = result.status, result.ended
         elif age < 1.5:
             status, started = "PENDING", None
         elif age < 4:
             status, started = "QUEUED", None
-        elif age < 4 + duration:
+        elif now < result.ended:
             status = "RUNNING"
+        elif now < result.visible:
+            status = "STOPPING"
         else:
-            status, completed = outcome, created + 4 + duration
-        view: dict[str, Any] = {"id": run_id, "testId": test.id, "status": status, "createdAt": iso(created),
-                                "startedAt": iso(started), "completedAt": iso(completed)}
+            status, completed = result.status, result.ended
+        view: dict[str, Any] = {"id": run_id, "testId": test.id, "status": status, "createdAt": self.stamp(created),
+                                "startedAt": self.stamp(started), "completedAt": self.stamp(completed)}
         if detail:
-            view["summary"] = self._summary(test, run_id, status, age, duration)
+            view["summary"] = self._summary(test, run_id, status, age, result.running)
+            triggered = self.triggers.of_run(test.id, run_id, test.duration)
             if triggered is not None and status in ("RUNNING", "COMPLETED", "FAILED"):
                 view["summary"].update(triggered.summary)
         return view
@@ -231,7 +282,7 @@ class World:
             return summary
         summary["registeredCount"] = registered
         summary["registrationFailedCount"] = failed
-        if status == "RUNNING":
+        if status in ("RUNNING", "STOPPING"):
             done = min(1.0, max(0.0, (age - 4) / duration))
             summary["completedCount"] = int(registered * done)
             summary["inCallCount"] = registered - summary["completedCount"]
@@ -302,10 +353,85 @@ class World:
         runs.append(now)
         return f"run_{test_id[:8]}_m{len(runs) - 1:04d}"
 
+    # -- how runs end, and the ground truth ----------------------------------------------------
+
     def test_duration(self, test: SimTest) -> int:
         """The test's `durationSeconds`: what a triggered run of it lasts once RUNNING."""
-        return self.triggers.duration(test.id, self.config.run_duration)
+        return self.triggers.duration(test.id, test.duration)
 
+    def run_result(self, test: SimTest, run_id: str, created: float) -> RunResult:
+        """How the run ends (whatever the time): RUNNING 4 s after its creation for its test's duration
+        times a drawn factor (now and then an overrun on top), then STOPPING for `run_result_delay`.
+        A run that cannot run says so 3 s after its creation."""
+        config, seed = self.config, self.config.seed
+        draw = unit(seed, run_id, "outcome")
+        triggered = self.triggers.of_run(test.id, run_id, test.duration)
+        outcome = self.forced_run_outcome.get(run_id) or (triggered.outcome if triggered else None) or (
+            "CANNOT_RUN_FOR_NOW" if draw < 0.03 else "FAILED" if draw < 0.12 else "COMPLETED")
+        low, high = config.run_length
+        running = test.duration * (low + (high - low) * unit(seed, run_id, "dur"))
+        if triggered is not None:  # a run started through the API lasts its test's durationSeconds
+            running = triggered.duration
+        elif config.run_overrun_rate and unit(seed, run_id, "overrun") < config.run_overrun_rate:
+            low, high = config.run_overrun
+            running += test.duration * (low + (high - low) * unit(seed, run_id, "overrun-length"))
+        if outcome == "CANNOT_RUN_FOR_NOW":
+            return RunResult(outcome, None, created + 3, created + 3, running)
+        ended = created + 4 + running
+        return RunResult(outcome, created + 4, ended, ended + config.run_result_delay, running)
+
+    def finished_runs(self, until: float) -> list[tuple[SimTest, str, RunResult]]:
+        """(test, run id, how it ended) of every run whose final result is visible by `until`."""
+        out = []
+        for test in self.tests.values():
+            for run_id, created in self.run_starts(test, until):
+                result = self.run_result(test, run_id, created)
+                if result.visible <= until:
+                    out.append((test, run_id, result))
+        return out
+
+    # -- probe ground truth and change hooks ---------------------------------------------------
+
+    def probe_changes(self, probe: SimProbe | str, since: float, until: float) -> list[ProbeChange]:
+        """Every change of the probe's listed status in (since, until]: when it became visible, and
+        to what (`ProbeChange.at`, `.status`). A forced status is not part of it."""
+        sim_probe = self.probes[probe] if isinstance(probe, str) else probe
+        return self.timeline.changes(sim_probe, since, until)
+
+    def probe_executions(self, probe: SimProbe | str, since: float, until: float) -> list[Execution]:
+        """Every execution of the probe whose result became visible in (since, until]."""
+        sim_probe = self.probes[probe] if isinstance(probe, str) else probe
+        return self.timeline.executions_between(sim_probe, since, until)
+
+    def emit_probe_changes(self, until: float) -> list[ProbeChange]:
+        """Hand the probe status changes since the previous call (the first call only starts the
+        clock) to every `change_listeners` callback, in the order they became visible; forced probes
+        are skipped (their change went out when it was forced)."""
+        since, self._changes_until = self._changes_until, until
+        if since is None or until <= since:
+            return []
+        changes = sorted((change for probe in self.probes.values() if probe.forced_status is None
+                          for change in self.timeline.changes(probe, since, until)), key=lambda c: c.at)
+        for change in changes:
+            for listener in self.change_listeners:
+                listener(change)
+        return changes
+
+    def force_probe_status(self, probe_id: str, status: str | None, now: float) -> None:
+        """Force the probe's listed status (None: back to its executions), telling the listeners at once."""
+        probe = self.probes[probe_id]
+        before = self.probe_view(probe, now)["status"]
+        probe.forced_status = status
+        after = self.probe_view(probe, now)["status"]
+        if after != before:
+            shown = self.timeline.latest_visible(probe, now)
+            change = ProbeChange(probe.id, probe.project_id, now, after, before, shown.at if shown else now)
+            for listener in self.change_listeners:
+                listener(change)
+
+    def stall_probe(self, probe_id: str, at: float | None) -> None:
+        """The probe stops executing from `at` (None: it runs again), so its `nextExecutionAt` falls behind."""
+        self.probes[probe_id].stalled_since = at
 
 # -- the API's two writes (served by simulator.writes) ---------------------------------------
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from .world import World, iso
+from .world import World
 
 NOT_FOUND = "Resource does not exist or is not accessible"
 
@@ -40,13 +40,13 @@ def post(world: World, parts: list[str], now: float, *, forbidden: Collection[st
         if test is None or test.project_id != project.id:
             raise WriteRefused(404, "NOT_FOUND", "Test not found")
         run_id = world.start_run(test.id, now)
-        return {"id": run_id, "testId": test.id, "status": "PENDING", "createdAt": iso(now)}
+        return {"id": run_id, "testId": test.id, "status": "PENDING", "createdAt": world.stamp(now)}
     probe = world.probes.get(parts[3])
     if probe is None or probe.project_id != project.id:
         raise WriteRefused(404, "NOT_FOUND", "Probe not found")
     count = world.triggers.run_probe(probe.id, now)
     return {"id": f"exec_{probe.id.removeprefix('probe_')[:8]}_{count:04d}", "probeId": probe.id,
-            "status": "QUEUED", "createdAt": iso(now)}
+            "status": "QUEUED", "createdAt": world.stamp(now)}
 
 
 def control(world: World, method: str, parts: list[str], payload: dict[str, Any]) -> bool:

@@ -33,6 +33,7 @@ ERRORS = f"callmeter_exporter_api_errors_total{{{EXPORTER}}}"
 RATE_LIMITED = f"callmeter_exporter_rate_limited_total{{{EXPORTER}}}"
 LAST_SUCCESS = f"callmeter_exporter_last_success_timestamp_seconds{{{EXPORTER}}}"
 DURATION = "callmeter_exporter_api_request_duration_seconds"
+OBSERVATION = "callmeter_exporter_observation_delay_seconds"
 
 
 def build() -> dash.Dashboard:
@@ -54,7 +55,8 @@ def build() -> dash.Dashboard:
     board = add_row(board, "Health", [_health()])
     board = add_row(board, "Rate limit", _rate_limit())
     board = add_row(board, "API requests", _requests())
-    return add_row(board, "Freshness", [_freshness()])
+    board = add_row(board, "Freshness", [_freshness(), _observation()])
+    return add_row(board, "Webhooks", [_webhooks()])
 
 
 def _health() -> Line:
@@ -222,3 +224,61 @@ def _freshness() -> Line:
               legend="{{family}}"),
     ).min(0)
     return [(6, 8, interval), (6, 8, age), (6, 8, pending), (6, 8, capped)]
+
+
+def _webhooks() -> Line:
+    deliveries = timeseries_panel(
+        "Webhook deliveries by result",
+        "probe.status_changed deliveries a minute by what the receiver did with them (applied, replay,"
+        " bad_signature, ...). Empty while the receiver is off.",
+        REQ_PER_MIN,
+        query(f"sum by (result) (rate(callmeter_exporter_webhook_deliveries_total{{{EXPORTER}}}[$__rate_interval]))"
+              " * 60", legend="{{result}}"),
+    ).min(0)
+    confirmed = timeseries_panel(
+        "Webhook to poll agreement",
+        "Time from a delivery to the probe-list read that agreed with it (p50, p95), and reads that"
+        " disagreed a minute: the poll decides, so a steady disagreement means the webhooks say"
+        " something the API does not.",
+        "s",
+        query("histogram_quantile(0.5, sum by (le) (rate("
+              f"callmeter_exporter_webhook_confirmation_delay_seconds_bucket{{{EXPORTER}}}[$__rate_interval])))",
+              legend="p50", ref="A"),
+        query("histogram_quantile(0.95, sum by (le) (rate("
+              f"callmeter_exporter_webhook_confirmation_delay_seconds_bucket{{{EXPORTER}}}[$__rate_interval])))",
+              legend="p95", ref="B"),
+        query(f"rate(callmeter_exporter_webhook_disagreements_total{{{EXPORTER}}}[$__rate_interval]) * 60",
+              legend="disagreements a minute", ref="C"),
+    ).min(0)
+    last = timeseries_panel(
+        "Time since the last webhook delivery",
+        "Seconds since the receiver last took a delivery. CallMeter sends one only when a probe's"
+        " status changes, so long quiet spells are normal.",
+        "s",
+        query(f"time() - callmeter_exporter_webhook_last_delivery_timestamp_seconds{{{EXPORTER}}}", legend="age"),
+    ).min(0)
+    return [(8, 8, deliveries), (8, 8, confirmed), (8, 8, last)]
+
+
+def _observation() -> Line:
+    buckets = f"rate({OBSERVATION}_bucket{{{EXPORTER}}}[$__rate_interval])"
+    quantiles = timeseries_panel(
+        "Observation delay",
+        "How long after CallMeter says something happened the exporter had it: a probe's new execution"
+        " (lastExecutionAt) or a finished run's result (completedAt; for a completed run, its summary)."
+        " Median and 95th percentile per resource (callmeter_exporter_observation_delay_seconds). With"
+        " CALLMETER_SCHEDULE=adaptive it is seconds where the budget pays for a read per execution; a"
+        " constant offset of CallMeter's clock shows here too.",
+        "s",
+        query(f"histogram_quantile(0.5, sum by (resource, le) ({buckets}))", legend="p50 {{resource}}", ref="A"),
+        query(f"histogram_quantile(0.95, sum by (resource, le) ({buckets}))", legend="p95 {{resource}}", ref="B"),
+    ).min(0)
+    observed = timeseries_panel(
+        "Observations per minute",
+        "Probe executions and finished runs the exporter saw, per minute: what the observation delay is"
+        " measured on.",
+        PER_MIN,
+        query(f"sum by (resource) (rate({OBSERVATION}_count{{{EXPORTER}}}[$__rate_interval])) * 60",
+              legend="{{resource}}"),
+    ).min(0)
+    return [(16, 8, quantiles), (8, 8, observed)]
