@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .details import Detail, read_probe_detail, read_test_detail
+from .details import Detail, ProbeDetail, TestDetail, read_probe_detail, read_test_detail
 from .models import ApiModel, Probe, Project, Registrar, RunEndpoint, Test, TestRun
 from .runs import DetailWant, ProjectRuns, RunTracker
 from .snapshot import ProjectData
@@ -61,6 +61,9 @@ class Context(Protocol):
     def capped(self, family: str, folded: int, **where: str) -> None: ...
     def unread(self, kind: str, keys: list[str], **where: str) -> None: ...
 
+
+QUIET = "quiet"
+"""Not a field: a read function sets it True when nothing a snapshot shows changed (no publish)."""
 
 Read = Callable[["Context", "Kind", ProjectData, str | None], Awaitable[dict[str, Any]]]
 """(context, kind, the project's data, the item id for one-item kinds) -> the `ProjectData` fields it
@@ -159,7 +162,9 @@ async def read_run_endpoints(ctx: Context, kind: Kind, data: ProjectData, item: 
     total = page.pagination.total_pages if page.pagination else None
     read = tracker.absorb_page(pid, item, number, endpoints, total, groups=ctx.spare.groups_of(pid, test_id),
                                wall=ctx.wall())
-    if read is not None and read.folded:
+    if read is None:  # not the last page: nothing to show yet
+        return {}
+    if read.folded:
         ctx.capped("callmeter_test_run_endpoint_outcomes", read.folded, project=data.project.label, test_id=test_id,
                    run=item)
     return {"endpoint_outcomes": dict(tracker.of(pid).done)}
@@ -172,14 +177,22 @@ async def read_probe_details(ctx: Context, kind: Kind, data: ProjectData, item: 
                                        ctx.wall())
     if unread:
         ctx.unread(kind.name, unread, project=data.project.label, probe_id=item)
-    return {"probe_details": ctx.spare.keep_probe(data.project.id, item, detail)}
+    kept = ctx.spare.keep_probe(data.project.id, item, detail)
+    return {"probe_details": kept, QUIET: not _shows_new(data.probe_details.get(item), detail)}
 
 
 async def read_test_details(ctx: Context, kind: Kind, data: ProjectData, item: str | None) -> dict[str, Any]:
     """One test's detail: duration, endpoint count, codecs, groups."""
     assert item is not None
     detail = read_test_detail(await ctx.client.get(kind.route, kind.path(data.project.id, item), Detail), ctx.wall())
-    return {"test_details": ctx.spare.keep_test(data.project.id, item, detail)}
+    kept = ctx.spare.keep_test(data.project.id, item, detail)
+    return {"test_details": kept, QUIET: not _shows_new(data.test_details.get(item), detail)}
+
+
+def _shows_new(before: ProbeDetail | TestDetail | None, after: ProbeDetail | TestDetail) -> bool:
+    """Does a detail read change what is shown? Its read time alone does not: a re-read that found the
+    same settings is kept (with its time, for the state file) but makes no new snapshot."""
+    return before is None or before.model_copy(update={"read_at": after.read_at}) != after
 
 
 def _with_runs(ctx: Context, data: ProjectData) -> dict[str, Any]:

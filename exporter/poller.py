@@ -19,9 +19,9 @@ from .adaptive import Schedule
 from .budget import RateLimiter
 from .choice import Choice
 from .client import PER_PAGE, CallMeterClient
-from .kinds import KINDS, PER_PROJECT, SPARE, STAMPED, Kind, upstream_count
+from .kinds import KINDS, PER_PROJECT, QUIET, SPARE, STAMPED, Kind, upstream_count
 from .models import Project
-from .planner import Floors, Inventory, Plan, has_room, pages
+from .planner import Floors, Inventory, Plan, has_room, pages, room_per_minute
 from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
@@ -81,7 +81,8 @@ class Poller:
         self.runs = RunTracker(lookback_pages=lookback_pages, started_at=wall())
         self.probe_statuses: set[str] = set()
         self.spare = Spare(run_endpoints=run_endpoints, config_details=config_details)
-        self._room = False
+        self._room = 0.0
+        """Requests a minute the plan leaves over for spare reads (0: none)."""
         self._logged_unread: set[tuple[str, str]] = set()
         adaptive = schedule == "adaptive"
         self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency,
@@ -245,7 +246,7 @@ class Poller:
         intervals = dict(plan.intervals)
         intervals[DETAILS.name] = intervals["test_runs"]
         self._metrics.set_intervals(intervals)
-        self._room = has_room(plan, inventory)
+        self._room = room_per_minute(plan, inventory) if has_room(plan, inventory) else 0.0
         self._top_up()
         if grew or turned or reason == "rate":
             log_plan(self._log, plan, reason=reason, projects=inventory.projects, choice=self.schedule.choice)
@@ -255,8 +256,9 @@ class Poller:
     async def _execute(self, job: Job) -> None:
         started = self.now()
         ok = False
+        changed = True
         try:
-            await self._refresh(job)
+            changed = await self._refresh(job)
         except errors.Unauthorized:
             self._down()
         except errors.NotFound:
@@ -283,7 +285,8 @@ class Poller:
                 self._top_up()
             self._check_ready()
             self._metrics.set_details_pending(self.runs.details_pending)
-            self._dirty.set()
+            if changed:  # a read below the plan that changed nothing shown does not make a snapshot
+                self._dirty.set()
         if self._limiter.per_minute != self._planned_rate:
             self._replan(reason="rate")
 
@@ -296,21 +299,26 @@ class Poller:
         if not self.ready.is_set():
             self.failed.set()
 
-    async def _refresh(self, job: Job) -> None:
+    async def _refresh(self, job: Job) -> bool:
+        """Read the job's kind; False when nothing was read that a snapshot shows (no fields)."""
         kind = KINDS[job.resource]
         if not kind.per_project:
             await self._refresh_projects()
-            return
+            return True
         assert job.project_id is not None and kind.read is not None
         data = self.projects.get(job.project_id)
         if data is None:
             self.scheduler.remove(job.key)
-            return
+            return True
         began = self.wall()
         fields = await kind.read(self, kind, data, job.item)
         current = self.projects.get(job.project_id)
         if current is None:  # dropped while it was read
-            return
+            return True
+        quiet = bool(fields.pop(QUIET, False))
+        if not fields:
+            self._spare_update(job.project_id)
+            return False
         if kind.stamped:
             fields["fetched"] = {**current.fetched, kind.name: began}
         if kind is PROBES:
@@ -319,6 +327,7 @@ class Poller:
         self._spare_update(job.project_id)
         if kind.periodic:
             self._replan(reason="inventory")  # cheap; it logs only when the inventory grew
+        return not quiet
 
     async def _refresh_projects(self) -> None:
         projects = await self.client.list_all(PROJECTS.route, PROJECTS.path(), Project)

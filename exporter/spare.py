@@ -4,8 +4,9 @@ None of them is a periodic list the planner stretches. Probe and test details co
 probe and per test every inventory interval; an endpoint listing costs one request per 100
 endpoints, once per completed run. So they are read with what the plan leaves over ("room": the
 budget less what the periodic classes and the run-detail reserve take, `planner.room_per_minute`),
-one request per job, and each such job gives its slot up to any other job that comes due before
-the slot after it (`Job.spare`): they never delay a probe list, a run list or a run detail.
+one request per job, paced to half the room (`ROOM_USE`: the other half stays free for what cannot
+be foreseen, a burst of finished runs or another user of the key), and each such job gives its slot
+up to any other job that comes due before the slot after it (`Job.spare`).
 
 `CALLMETER_RUN_ENDPOINTS` decides for the endpoint listings: `auto` reads them as above; `on`
 makes them a class of their own, right below run details, with a reserve in the plan (as run
@@ -36,6 +37,8 @@ TEST_DETAILS = "test_details"
 SPARE_JOBS = 2
 """Spare jobs of each kind of work (listing pages, details) queued at once: enough to use the idle
 slots of a large budget."""
+ROOM_USE = 0.5
+"""Spare reads take at most this share of the room the plan leaves over."""
 ENDPOINT_RETRIES = 3
 """A listing page that fails this many times in a row is given up (the run's outcomes are not shown)."""
 
@@ -71,6 +74,7 @@ class Spare:
         self._unread: set[Key] = set()  # listed, and no detail read yet
         self._failures: dict[Key, int] = {}
         self._retry_at: dict[Key, float] = {}
+        self._paced = float("-inf")  # Unix time the next spare job may go, at the pace of the room
 
     # -- what the lists and runs say -----------------------------------------------------------
 
@@ -145,7 +149,7 @@ class Spare:
         kept[item] = detail
         return dict(kept)
 
-    def settled(self, *, room: bool) -> bool:
+    def settled(self, *, room: float) -> bool:
         """Nothing the plan lets through is still to be read for the first time (what `--once` waits for)."""
         if (self.run_endpoints == "on" or (self.run_endpoints == "auto" and room)) and self.endpoints.pending:
             return False
@@ -153,10 +157,11 @@ class Spare:
 
     # -- what to read next ---------------------------------------------------------------------
 
-    def wants(self, *, wall: float, interval: float, room: bool, queued: set[Key]) -> Iterator[Want]:
+    def wants(self, *, wall: float, interval: float, room: float, queued: set[Key]) -> Iterator[Want]:
         """Jobs to add (those in `queued` are in the scheduler already): the wanted endpoint pages while
         the mode allows (up to `SPARE_JOBS` at once when spare), then the details longest unread (up to
-        `SPARE_JOBS` at once)."""
+        `SPARE_JOBS` at once). `room` is the requests a minute the plan leaves over (0: none); spare jobs
+        come due no faster than `ROOM_USE` of it."""
         spare_jobs = sum(1 for key in queued if key[0] == ENDPOINTS and self.run_endpoints == "auto")
         if self.run_endpoints == "on" or (self.run_endpoints == "auto" and room):
             for pid, state in self.endpoints.projects.items():
@@ -166,7 +171,8 @@ class Spare:
                     if key in queued or (spare and spare_jobs >= SPARE_JOBS):
                         continue
                     spare_jobs += spare
-                    yield Want(ENDPOINTS, pid, read.run.id, self._retry_at.get(key, 0.0), spare,
+                    due = self._retry_at.get(key, 0.0)
+                    yield Want(ENDPOINTS, pid, read.run.id, self._pace(due, room, wall) if spare else due, spare,
                                None if spare else read.wanted_at)
         if self.config_details == "off" or not room:
             return
@@ -177,7 +183,16 @@ class Spare:
                 continue
             self._out.add(key)
             detail_jobs += 1
-            yield Want(key[0], key[1], key[2], at + interval, True)
+            yield Want(key[0], key[1], key[2], self._pace(at + interval, room, wall), True)
+
+    def _pace(self, due: float, room: float, wall: float) -> float:
+        """When a spare job wanted from `due` may go: a job due by now goes after the previous one, by
+        `ROOM_USE` of the room; one due later keeps its time (at most `SPARE_JOBS` a kind are queued)."""
+        ready = max(self._paced, wall)
+        if due > ready:
+            return due
+        self._paced = ready + 60.0 / (ROOM_USE * room)
+        return ready
 
     def finished(self, resource: str, project_id: str | None, item: str | None, *, ok: bool, wall: float) -> None:
         """A spare job ended: a detail goes back to the queue; a listing page that failed is tried again

@@ -73,7 +73,7 @@ def listing_requests(sim: SimulatedExporter) -> Counter[str]:
 
 
 def test_endpoint_outcomes_match_the_simulators_listing_of_each_latest_completed_run() -> None:
-    sim = simulate(3600, key_limit=10)
+    sim = simulate(3600, key_limit=60)
     data = sim.snapshots[-1].projects[0]
     label = data.project.label
     seen_unknown = seen_three_groups = False
@@ -99,7 +99,7 @@ def test_endpoint_outcomes_match_the_simulators_listing_of_each_latest_completed
 
 
 def test_each_completed_runs_listing_is_read_once_through_every_page() -> None:
-    sim = simulate(2 * 3600, key_limit=10)
+    sim = simulate(2 * 3600, key_limit=60)
     reads = listing_requests(sim)
     assert len(reads) >= 3 * 10  # three tests, a run every five minutes
     # Three pages, each once: the paths repeat three times, never more (the last run may be mid-read).
