@@ -6,6 +6,7 @@
     python benchmarks/schedule.py --run-order asc        # the simulator lists runs oldest first
     python benchmarks/schedule.py --probe-floor 120      # CALLMETER_PROBES_MIN_INTERVAL=120 for both modes
     python benchmarks/schedule.py --probe-intervals 1,5,15 --clock-offset 30
+    python benchmarks/schedule.py --quick --run-endpoints off --config-details off   # no reads below the plan
 
 Three implementations run side by side in every case, each against its own in-process simulator on a
 virtual clock (`tests.support.vclock.run_virtual`), so six hours take seconds and nothing sleeps:
@@ -43,7 +44,10 @@ of the last 30 minutes are not judged):
 - efficiency: needed requests / requests. Needed, kind by kind, at most: one page set per probe listing;
   per run listing, the pages that hold every run that appeared or changed status since the previous one;
   inventory at most every 15 minutes; one detail per run that was its test's newest completed run when
-  a listing looked or when the detail was read (each run once).
+  a listing looked or when the detail was read (each run once); below the plan, a probe or test detail
+  at most every 15 minutes and each page of a completed run's endpoint listing once.
+- below the plan /h: probe details, test details and endpoint-listing pages an hour
+  (`CALLMETER_RUN_ENDPOINTS`, `CALLMETER_CONFIG_DETAILS`; both `auto` by default).
 - max /60 s: the most requests in any 60-second window, against the budget (0.8 x the key's limit).
 - quality after: from start until every test has had a summary shown.
 - news: share of probe-list reads that brought a result the previous read of that project had not.
@@ -161,13 +165,13 @@ async def stop(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def run_exporter(case: Case, mode: str, duration: float, run_order: str, probe_floor: float
-                       ) -> tuple[Trace, World, float | None]:
+async def run_exporter(case: Case, mode: str, duration: float, run_order: str, probe_floor: float,
+                       below: tuple[str, str] = ("auto", "auto")) -> tuple[Trace, World, float | None]:
     trace = Trace()
     tasks: list[asyncio.Task[None]] = []
     sim = build(case.world, key_limit=case.key_limit, budget_share=BUDGET_SHARE, latency=LATENCY,
                 floors=Floors(probes=probe_floor), configure=lambda s: prepare(s, trace, case, run_order, tasks),
-                schedule=mode)
+                schedule=mode, run_endpoints=below[0], config_details=below[1])
     sim.snapshots = Watch(trace, sim.wall)
     ready: list[float] = []
 
@@ -226,8 +230,8 @@ async def naive_loop(client: CallMeterClient, trace: Trace, wall: Callable[[], f
         await asyncio.sleep(max(0.0, began + NAIVE_CYCLE - loop.time()))
 
 
-async def run_naive(case: Case, mode: str, duration: float, run_order: str, probe_floor: float
-                    ) -> tuple[Trace, World, float | None]:
+async def run_naive(case: Case, mode: str, duration: float, run_order: str, probe_floor: float,
+                    below: tuple[str, str] = ("auto", "auto")) -> tuple[Trace, World, float | None]:
     """The naive loop behind the same client and limiter as `tests.support.simulated.build` sets up."""
     loop = asyncio.get_running_loop()
 
@@ -249,11 +253,12 @@ async def run_naive(case: Case, mode: str, duration: float, run_order: str, prob
 
 
 def run_case(case: Case, mode: str, duration: float, warmup: float, run_order: str = "desc",
-             probe_floor: float = 60.0) -> tuple[Case, str, dict[str, Any], float]:
+             probe_floor: float = 60.0, below: tuple[str, str] = ("auto", "auto")
+             ) -> tuple[Case, str, dict[str, Any], float]:
     logs.configure(level="error", fmt="console")  # requests are logged at debug, and the fault case's at warning
     began = time.perf_counter()
     runner = run_naive if mode == "naive" else run_exporter
-    trace, world, ready = run_virtual(runner(case, mode, duration, run_order, probe_floor))
+    trace, world, ready = run_virtual(runner(case, mode, duration, run_order, probe_floor, below))
     result = analyse(trace, world, duration, warmup, run_order)
     result["ready"] = ready
     return case, mode, result, time.perf_counter() - began
@@ -280,8 +285,9 @@ def case_label(case: Case) -> str:
 
 def print_results(results: dict[tuple[Case, str], dict[str, Any]], order: list[Case], modes: list[str]) -> None:
     print("| case | key /min | mode | probe change p50 / p95 / max (s) | missed | run result p50 / p95 (s) "
-          "| coverage | probe lists /h | requests /h | efficiency | 429 | max /60 s (budget) | news |")
-    print("|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|")
+          "| coverage | probe lists /h | requests /h | below the plan /h | efficiency | 429 | max /60 s (budget) "
+          "| news |")
+    print("|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for case in order:
         for mode in modes:
             r = results.get((case, mode))
@@ -290,8 +296,16 @@ def print_results(results: dict[tuple[Case, str], dict[str, Any]], order: list[C
             print(f"| {case_label(case)} | {mode} | {fmt_s(r['probe_p50'])} / {fmt_s(r['probe_p95'])} / "
                   f"{fmt_s(r['probe_max'])} | {r['probe_missed']} of {r['probe_changes']} | {fmt_s(r['run_p50'])} / "
                   f"{fmt_s(r['run_p95'])} | {pct(r['coverage'])} ({r['runs_finished']}) | {r['probes_per_hour']:,.0f} "
-                  f"| {r['per_hour']:,.0f} | {r['efficiency']:.2f} | {r['429']} | {r['max_window']} "
+                  f"| {r['per_hour']:,.0f} | {below_per_hour(r):,.0f} | {r['efficiency']:.2f} | {r['429']} "
+                  f"| {r['max_window']} "
                   f"({case.budget:g}) | {pct(r['probe_news'])} |")
+
+
+def below_per_hour(result: dict[str, Any]) -> float:
+    """Probe details, test details and endpoint-listing pages an hour: the reads below the plan."""
+    kinds = result["kinds"]
+    hours = result["used"] / result["per_hour"] if result["per_hour"] else 1.0
+    return sum(kinds.get(k, 0) for k in ("probes detail", "tests detail", "endpoints")) / hours
 
 
 def judge(case: Case, ours: dict[str, Any], fixed: dict[str, Any] | None) -> list[tuple[str, bool | None]]:
@@ -367,7 +381,8 @@ def report(results: dict[tuple[Case, str], dict[str, Any]], order: list[Case], m
            args: argparse.Namespace) -> bool:
     print(f"## Schedule benchmark: {hours:g} simulated hours per case, budget share {BUDGET_SHARE}, runs listed "
           f"{'newest' if args.run_order == 'desc' else 'oldest'} first, probe floor {args.probe_floor:g} s, "
-          f"probe intervals {args.probe_intervals} min (free: 5), clock offset {args.clock_offset:g} s\n")
+          f"probe intervals {args.probe_intervals} min (free: 5), clock offset {args.clock_offset:g} s, "
+          f"CALLMETER_RUN_ENDPOINTS={args.run_endpoints}, CALLMETER_CONFIG_DETAILS={args.config_details}\n")
     if not ADAPTIVE_AVAILABLE:
         print("**`CALLMETER_SCHEDULE` is not in this build: `adaptive` runs today's fixed clock.**\n")
     print_results(results, order, modes)
@@ -398,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="probe intervals in minutes for small, medium, large, dealt in turn (e.g. 1,5,15)")
     parser.add_argument("--clock-offset", type=float, default=0.0,
                         help="seconds the simulated CallMeter clock is ahead (negative: behind)")
+    parser.add_argument("--run-endpoints", choices=("auto", "on", "off"), default="auto",
+                        help="CALLMETER_RUN_ENDPOINTS for adaptive and fixed (default auto)")
+    parser.add_argument("--config-details", choices=("auto", "off"), default="auto",
+                        help="CALLMETER_CONFIG_DETAILS for adaptive and fixed (default auto)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--strict", action="store_true", help="exit 1 when one of the targets is missed")
     args = parser.parse_args(argv)
@@ -422,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[Case, str], dict[str, Any]] = {}
     began = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_case, case, mode, duration, warmup, args.run_order, args.probe_floor)
+        below = (args.run_endpoints, args.config_details)
+        futures = [pool.submit(run_case, case, mode, duration, warmup, args.run_order, args.probe_floor, below)
                    for case, mode in jobs]
         for done, future in enumerate(as_completed(futures), 1):
             case, mode, result, seconds = future.result()

@@ -175,6 +175,10 @@ def classify(path: str) -> tuple[str, str, str | None]:
         return parts[1], parts[0], None
     if len(parts) == 3 and parts[1] == "test-runs":
         return "detail", parts[0], parts[2]
+    if len(parts) == 3 and parts[1] in ("probes", "tests"):
+        return f"{parts[1]} detail", parts[0], parts[2]
+    if len(parts) == 4 and parts[1] == "test-runs" and parts[3] == "endpoints":
+        return "endpoints", parts[0], parts[2]
     return "other", "", None
 
 
@@ -279,6 +283,8 @@ def efficiency(trace: Trace, world: World, duration: float, run_order: str) -> t
     listings: dict[tuple[str, str], list[float]] = {}
     run_reads: dict[str, list[float]] = {}
     detail_ids: list[tuple[float, str]] = []
+    below: dict[tuple[str, str | None], list[float]] = {}  # probe and test details: item -> read times
+    listing_pages: set[tuple[str | None, int]] = set()  # endpoint listings: (run, page) read
     for at, path, page, status in trace.requests:
         if status == 429:
             kinds["429"] += 1
@@ -291,6 +297,10 @@ def efficiency(trace: Trace, world: World, duration: float, run_order: str) -> t
             run_reads.setdefault(pid, []).append(at)
         elif kind == "detail" and status == 200 and run_id is not None:
             detail_ids.append((at, run_id))
+        elif kind in ("probes detail", "tests detail") and status == 200:
+            below.setdefault((kind, run_id), []).append(at)
+        elif kind == "endpoints" and status == 200:
+            listing_pages.add((run_id, page or 1))
         elif page == 1 and status == 200:
             listings.setdefault((kind, pid), []).append(at)
 
@@ -327,8 +337,11 @@ def efficiency(trace: Trace, world: World, duration: float, run_order: str) -> t
     details_useful = len(useful_details)
     used = len(trace.requests)
     inventory_used = kinds["projects"] + kinds["tests"] + kinds["registrars"]
+    # Below the plan: a probe or test detail at most every 15 minutes; each page of a completed run's
+    # endpoint listing once.
+    details_below = sum(min(len(times), cap) for times in below.values())
     useful = (min(kinds["probes"], probe_pages) + min(kinds["test-runs"], run_pages_needed)
-              + min(inventory_used, inventory) + details_useful)
+              + min(inventory_used, inventory) + details_useful + details_below + len(listing_pages))
     return kinds, {"minimum": probe_pages + run_pages_needed + inventory + len(need_details), "useful": useful,
                    "efficiency": useful / used if used else math.nan,
                    "need": {"probes": probe_pages, "run pages": run_pages_needed, "run listings": run_listings,

@@ -68,10 +68,11 @@ class Schedule:
 
     # -- the plan ------------------------------------------------------------------------------
 
-    def plan(self, inventory: Inventory, floors: Floors, budget: float, *, probe_pages: Mapping[str, float]) -> Plan:
+    def plan(self, inventory: Inventory, floors: Floors, budget: float, *, probe_pages: Mapping[str, float],
+             reserved_per_minute: float = 0.0) -> Plan:
         """The plan for this schedule: `planner.adaptive_plan` with what the reads have taught, or the
-        fixed plan."""
-        details = self._runs.details_per_minute(self._now())
+        fixed plan. `reserved_per_minute` joins the run details' reserve (the endpoint listings, when on)."""
+        details = self._runs.details_per_minute(self._now()) + reserved_per_minute
         if not self.adaptive:
             return plan_for(inventory, floors, budget, details_per_minute=details)
         return adaptive_plan(inventory, floors, budget, details_per_minute=details + self.watch_reads_per_minute(),

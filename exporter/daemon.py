@@ -98,7 +98,8 @@ class Exporter:
             floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
             max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall, webhook_metrics=hooks,
-            schedule=settings.schedule, probes_max_interval=settings.probes_max_interval)
+            schedule=settings.schedule, probes_max_interval=settings.probes_max_interval,
+            run_endpoints=settings.run_endpoints, config_details=settings.config_details)
         exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
         if hooks is not None:
             value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None

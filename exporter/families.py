@@ -1,7 +1,10 @@
 """From snapshot to metric families: pure functions, no I/O and no state between calls.
 
     probe_families(project_label, probes)        -> callmeter_probe_*
+    threshold_families(probes, details)          -> callmeter_probe_threshold, callmeter_probe_info
     run_families(project_label, tests, ...)      -> callmeter_test_run_*
+    endpoint_outcome_family(tests, tallies)      -> callmeter_test_run_endpoint_outcomes
+    settings_family(tests, details)              -> callmeter_test_info
     inventory_families(projects)                 -> callmeter_project_info, callmeter_registrar_info
     snapshot_families(snapshot, now, ...)        -> all of them, stale data left out
 
@@ -16,7 +19,10 @@ from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from .details import ProbeDetail, TestDetail, Threshold
+from .endpoints import EndpointTally
 from .models import (
+    KNOWN_ENDPOINT_OUTCOMES,
     KNOWN_PROBE_STATUSES,
     KNOWN_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -156,6 +162,71 @@ def finished_runs_family(counts: Mapping[tuple[str, str, str], int], test_names:
     return family
 
 
+def threshold_value(threshold: Threshold, packet_loss_unit: PacketLossUnit = "percent") -> float | None:
+    """A probe threshold in base units; None when it is out of its metric's range (MOS 1-5, a ratio 0-1).
+    Packet loss given without a unit follows `CALLMETER_PACKET_LOSS_UNIT`, as the run summaries do."""
+    value, unit = threshold.value, threshold.unit
+    if unit == "mos":
+        return value if 1 <= value <= 5 else None
+    if value < 0:
+        return None
+    if unit == "ms":
+        return _ms(value)
+    if unit == "s":
+        return value
+    converted = _ratio(value, percent=unit == "percent" and packet_loss_unit == "percent")
+    return converted if converted is not None and converted <= 1 else None
+
+
+def threshold_families(rows: Iterable[tuple[str, Probe, ProbeDetail]], packet_loss_unit: PacketLossUnit = "percent"
+                       ) -> list[Metric]:
+    """The warning and critical lines of each probe, and the test each probe runs (where its detail says)."""
+    threshold = _gauge("callmeter_probe_threshold", "Threshold CallMeter judges the probe's metric by (mos, "
+                       "jitter_seconds, rtt_seconds, packet_loss_ratio), in base units, from the probe's detail.",
+                       [*PROBE_LABELS, "metric", "level"])
+    info = _gauge("callmeter_probe_info", "The test the probe runs, from the probe's detail (value 1).",
+                  [*PROBE_LABELS, "test_id"])
+    for project, probe, detail in rows:
+        labels = [project, probe.id, probe.name or probe.id]
+        info.add_metric([*labels, detail.test_id or ""], 1)
+        for t in detail.thresholds:
+            value = threshold_value(t, packet_loss_unit)
+            if value is not None:
+                threshold.add_metric([*labels, t.metric, t.level], value)
+    return [threshold, info]
+
+
+def _label_number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def settings_family(rows: Iterable[tuple[str, Test, TestDetail]]) -> Metric:
+    family = _gauge("callmeter_test_info", "What the test is set to do, from its detail (value 1): duration in "
+                    "seconds, endpoint count and codecs; empty where the detail does not say.",
+                    [*TEST_LABELS, "duration_seconds", "endpoints", "codecs"])
+    for project, test, detail in rows:
+        duration = detail.duration_seconds if detail.duration_seconds is not None else test.duration_seconds
+        endpoints = detail.total_endpoints if detail.total_endpoints is not None else test.total_endpoints
+        family.add_metric([project, test.id, test.name or test.id, _label_number(duration),
+                           _label_number(endpoints), ",".join(detail.codecs)], 1)
+    return family
+
+
+def endpoint_outcome_family(rows: Iterable[tuple[str, Test, EndpointTally]]) -> Metric:
+    """Every group of a tally with every known outcome (0 where none), and any other outcome it counted."""
+    family = _gauge("callmeter_test_run_endpoint_outcomes",
+                    "Endpoints of the latest completed run of the test whose endpoint listing was read (once per "
+                    "run), by group and outcome.", [*TEST_LABELS, "group", "outcome"])
+    for project, test, tally in rows:
+        labels = [project, test.id, test.name or test.id]
+        others = {*tally.extra_outcomes, *(o for _, o in tally.counts)} - set(KNOWN_ENDPOINT_OUTCOMES)
+        outcomes = [*KNOWN_ENDPOINT_OUTCOMES, *sorted(others)]
+        for group in tally.groups:
+            for outcome in outcomes:
+                family.add_metric([*labels, group, outcome], tally.counts.get((group, outcome), 0))
+    return family
+
+
 def project_info_family(projects: Iterable[Project]) -> Metric:
     family = _gauge("callmeter_project_info", "CallMeter project visible to the exporter (value 1).",
                     ["project", "project_id", "name"])
@@ -179,6 +250,15 @@ def _test_rows(data: ProjectData, runs: Mapping[str, TestRun]) -> Iterator[tuple
             yield data.project.label, test, run
 
 
+def _outcome_rows(data: ProjectData) -> Iterator[tuple[str, Test, EndpointTally]]:
+    """Each test's endpoint tally. A newer completed run's takes its place once its listing is read: until
+    then the series keep the previous run's values, as the quality series do until a run's detail is read."""
+    for test in data.tests or ():
+        tally = data.endpoint_outcomes.get(test.id)
+        if tally is not None:
+            yield data.project.label, test, tally
+
+
 def snapshot_families(snapshot: Snapshot, *, now: float, packet_loss_unit: PacketLossUnit = "percent"
                       ) -> list[Metric]:
     """Every resource family of the snapshot; a resource older than the snapshot's max data age is left out."""
@@ -194,11 +274,19 @@ def snapshot_families(snapshot: Snapshot, *, now: float, packet_loss_unit: Packe
              for t in p.tests or ()}
     registrars = [(p.project.label, r) for p in projects if fresh(p.fetched.get("registrars"), "registrars", now)
                   for r in p.registrars or ()]
+    thresholds = [(p.project.label, probe, p.probe_details[probe.id]) for p in projects
+                  if fresh(p.fetched.get("probes"), "probes", now)
+                  for probe in p.probes or () if probe.id in p.probe_details]
+    settings = [(p.project.label, t, p.test_details[t.id]) for p in projects
+                if fresh(p.fetched.get("tests"), "tests", now) for t in p.tests or () if t.id in p.test_details]
     return [
         project_info_family(p.project for p in projects),
         *probe_families(probes, snapshot.probe_statuses),
+        *threshold_families(thresholds, packet_loss_unit),
         *completed_run_families(completed, packet_loss_unit),
+        endpoint_outcome_family(row for p in with_tests for row in _outcome_rows(p)),
         last_status_family(latest, snapshot.run_statuses),
         finished_runs_family(snapshot.finished_runs, names),
+        settings_family(settings),
         registrar_family(registrars),
     ]

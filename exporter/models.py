@@ -21,6 +21,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 TERMINAL_RUN_STATUSES = frozenset({"COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW"})
 KNOWN_RUN_STATUSES = ("PENDING", "QUEUED", "RUNNING", "STOPPING", "COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
 KNOWN_PROBE_STATUSES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN")
+KNOWN_ENDPOINT_OUTCOMES = ("SUCCESS", "COMPLETED_WITH_WARNINGS", "REGISTRATION_FAILED", "CALL_FAILED",
+                           "NEGOTIATION_FAILED", "TIMEOUT", "OSERROR", "TEARDOWN_ERROR")
+"""CallMeter's endpoint outcomes (docs, "Endpoint statuses"), least severe first."""
 _STATUS_WORD = re.compile(r"[A-Z][A-Z0-9_]{0,39}")
 
 
@@ -176,6 +179,16 @@ class Registrar(ApiModel):
     name: LenientStr = None
     uri: LenientStr = None
     transport: LenientStr = None
+
+
+class RunEndpoint(ApiModel):
+    """One endpoint of a test run (`GET .../test-runs/{testRunId}/endpoints`); its SIP account is not kept."""
+
+    id: LenientStr = None
+    group_index: LenientInt = Field(default=None, alias="groupIndex")
+    group_name: LenientStr = Field(default=None, alias="groupName")
+    phase: StatusWord = None
+    outcome: StatusWord = None
 
 
 class ProbeExecution(ApiModel):

@@ -213,3 +213,19 @@ def adaptive_detail_room(inventory: Inventory, floors: Floors, budget_per_minute
     slowest[KINDS["probes"].name] = safety_interval
     least = sum(d.requests * 60 / slowest[d.resource] for d in demands(inventory, floors))
     return max(0.0, min(budget_per_minute - least, budget_per_minute / 2))
+
+
+ROOM_SHARE = 0.02
+"""Reads below the plan (`spare`) run only while it leaves more than this share of the budget over."""
+
+
+def room_per_minute(plan: Plan, inventory: Inventory) -> float:
+    """Requests a minute the plan leaves over: the budget less what the periodic classes take at their
+    intervals and the reserve for run details. What the reads below the plan (`spare`) may use."""
+    used = sum(inventory.cost(k) * 60 / plan.intervals[k.name] for k in PERIODIC
+               if inventory.cost(k) > 0 and plan.intervals.get(k.name))
+    return plan.budget_per_minute - used - plan.detail_reserve_per_minute
+
+
+def has_room(plan: Plan, inventory: Inventory) -> bool:
+    return not plan.stretched and room_per_minute(plan, inventory) > ROOM_SHARE * plan.budget_per_minute

@@ -19,13 +19,14 @@ from .adaptive import Schedule
 from .budget import RateLimiter
 from .choice import Choice
 from .client import PER_PAGE, CallMeterClient
-from .kinds import KINDS, PER_PROJECT, STAMPED, Kind, upstream_count
+from .kinds import KINDS, PER_PROJECT, QUIET, SPARE, STAMPED, Kind, upstream_count
 from .models import Project
-from .planner import Floors, Inventory, Plan, pages
+from .planner import Floors, Inventory, Plan, has_room, pages, room_per_minute
 from .runs import DetailWant, RunTracker
 from .scheduler import Job, Scheduler, wait_event
 from .selfmetrics import ExporterMetrics
 from .snapshot import ProjectData, Snapshot
+from .spare import ConfigDetails, RunEndpoints, Spare
 from .state import SavedState
 from .webhooks import StatusOverlay, WebhookMetrics
 
@@ -62,6 +63,8 @@ class Poller:
         schedule: str = "adaptive",
         probes_max_interval: float = 300.0,
         webhook_metrics: WebhookMetrics | None = None,
+        run_endpoints: RunEndpoints = "auto",
+        config_details: ConfigDetails = "auto",
     ) -> None:
         self.client = client
         self._limiter = limiter
@@ -77,6 +80,10 @@ class Poller:
         self._projects_at: float | None = None
         self.runs = RunTracker(lookback_pages=lookback_pages, started_at=wall())
         self.probe_statuses: set[str] = set()
+        self.spare = Spare(run_endpoints=run_endpoints, config_details=config_details)
+        self._room = 0.0
+        """Requests a minute the plan leaves over for spare reads (0: none)."""
+        self._logged_unread: set[tuple[str, str]] = set()
         adaptive = schedule == "adaptive"
         self.scheduler = Scheduler(limiter=limiter, interval=self.interval, max_concurrency=max_concurrency,
                                    patience=DETAIL_PATIENCE if adaptive else None, hold=adaptive)
@@ -96,7 +103,7 @@ class Poller:
         self.failed = asyncio.Event()
         """Set when a refresh fails for want of the API (auth, network, 5xx) before the exporter was ready."""
         self.settled = asyncio.Event()
-        """Ready, and no run detail outstanding: what `--once` waits for."""
+        """Ready, and no run detail, endpoint listing or first detail read outstanding: what `--once` waits for."""
         self.snapshot = Snapshot()
         self._missing_logged: set[str] = set()
 
@@ -129,6 +136,33 @@ class Poller:
             self.settled.clear()
         self.schedule.want_details(project_id, wants)
 
+    def capped(self, family: str, folded: int, **where: str) -> None:
+        """Label values folded by a cardinality cap: counted, and logged."""
+        self._metrics.series_capped(family, folded)
+        self._log.warning("cardinality.capped", family=family, folded=folded, **where,
+                          hint="label values beyond the cap were folded into _other / UNRECOGNIZED")
+
+    def unread(self, kind: str, keys: list[str], **where: str) -> None:
+        """Detail fields the exporter could not read: logged once per kind and field."""
+        new = [k for k in keys if (kind, k) not in self._logged_unread]
+        if new:
+            self._logged_unread.update((kind, k) for k in new)
+            self._log.info("details.unread", resource=kind, fields=new[:10], **where,
+                           hint="a shape the exporter does not know yet: these yield no series")
+
+    # -- reads below the plan (spare) -------------------------------------------------------------
+
+    def _top_up(self) -> None:
+        """Queue the spare jobs the spare work wants (`spare`), within what the plan leaves over."""
+        if self._plan is None:
+            return
+        now, wall = self.now(), self.wall()
+        queued = {(k[0], k[1], k[2]) for k in self.scheduler.jobs if k[0] in SPARE and k[1] and k[2]}
+        for want in self.spare.wants(wall=wall, interval=self.interval("tests"), room=self._room,
+                                     queued=queued):
+            self.scheduler.add(Job(want.resource, want.project_id, want.item, due=now + max(0.0, want.due - wall),
+                                   spare=want.spare, wanted_since=want.wanted_since))
+
     # -- across restarts -----------------------------------------------------------------------
 
     def saved_state(self) -> SavedState:
@@ -152,6 +186,7 @@ class Poller:
         for name, values in dataclasses.asdict(saved.learned).items():
             getattr(learned, name).update(values)
         self.probe_statuses = set(saved.probe_statuses)
+        self.spare.restore(self.projects)
         for resource, at in saved.last_success.items():
             self._metrics.succeeded(resource, at)
         self._limiter.restore([now - (wall - t) for t in saved.request_times], per_minute=saved.rate_per_minute,
@@ -167,6 +202,9 @@ class Poller:
             for kind in PER_PROJECT:
                 self.scheduler.add(job(kind.name, pid, data.fetched.get(kind.name)))
         self._want_tracked_details()
+        for data in self.projects.values():
+            self.spare.update(data, self.runs.of(data.project.id), now=now)
+        self._top_up()
         self._check_ready()
         self._dirty.set()
 
@@ -199,7 +237,8 @@ class Poller:
         budget = self._limiter.per_minute
         probe_pages = {pid: pages(len(d.probes) if d.probes is not None else upstream_count(PROBES, d.project),
                                   PER_PAGE) for pid, d in self.projects.items()}
-        plan = self.schedule.plan(inventory, self._floors, budget, probe_pages=probe_pages)
+        plan = self.schedule.plan(inventory, self._floors, budget, probe_pages=probe_pages,
+                                  reserved_per_minute=self.spare.reserved_per_minute(self.now()))
         grew = inventory.grew_since(self._planned_for)
         turned = self._plan is not None and plan.pays_every_execution != self._plan.pays_every_execution
         self._plan, self._planned_for, self._planned_rate = plan, inventory, budget
@@ -207,6 +246,8 @@ class Poller:
         intervals = dict(plan.intervals)
         intervals[DETAILS.name] = intervals["test_runs"]
         self._metrics.set_intervals(intervals)
+        self._room = room_per_minute(plan, inventory) if has_room(plan, inventory) else 0.0
+        self._top_up()
         if grew or turned or reason == "rate":
             log_plan(self._log, plan, reason=reason, projects=inventory.projects, choice=self.schedule.choice)
 
@@ -214,8 +255,10 @@ class Poller:
 
     async def _execute(self, job: Job) -> None:
         started = self.now()
+        ok = False
+        changed = True
         try:
-            await self._refresh(job)
+            changed = await self._refresh(job)
         except errors.Unauthorized:
             self._down()
         except errors.NotFound:
@@ -230,16 +273,20 @@ class Poller:
         except Exception:  # a bug must not stop the poller; it is logged with its traceback
             self._log.exception("refresh.crashed", resource=job.resource, project=job.project_id)
         else:
-            job.refreshed = True
+            ok = job.refreshed = True
             self._metrics.set_up(True)
             self._metrics.succeeded(job.resource, self.wall())
             self._log.info("refresh.done", resource=job.resource, project=self._label(job.project_id),
                            run=job.item, seconds=round(self.now() - started, 3))
         finally:
             self.scheduler.finish(job, started)
+            if job.resource in SPARE:
+                self.spare.finished(job.resource, job.project_id, job.item, ok=ok, wall=self.wall())
+                self._top_up()
             self._check_ready()
             self._metrics.set_details_pending(self.runs.details_pending)
-            self._dirty.set()
+            if changed:  # a read below the plan that changed nothing shown does not make a snapshot
+                self._dirty.set()
         if self._limiter.per_minute != self._planned_rate:
             self._replan(reason="rate")
 
@@ -252,28 +299,35 @@ class Poller:
         if not self.ready.is_set():
             self.failed.set()
 
-    async def _refresh(self, job: Job) -> None:
+    async def _refresh(self, job: Job) -> bool:
+        """Read the job's kind; False when nothing was read that a snapshot shows (no fields)."""
         kind = KINDS[job.resource]
         if not kind.per_project:
             await self._refresh_projects()
-            return
+            return True
         assert job.project_id is not None and kind.read is not None
         data = self.projects.get(job.project_id)
         if data is None:
             self.scheduler.remove(job.key)
-            return
+            return True
         began = self.wall()
         fields = await kind.read(self, kind, data, job.item)
         current = self.projects.get(job.project_id)
         if current is None:  # dropped while it was read
-            return
+            return True
+        quiet = bool(fields.pop(QUIET, False))
+        if not fields:
+            self._spare_update(job.project_id)
+            return False
         if kind.stamped:
             fields["fetched"] = {**current.fetched, kind.name: began}
         if kind is PROBES:
             self.overlay.settle(job.project_id, fields["probes"], read_started=began, read_done=self.wall())
         self.projects[job.project_id] = dataclasses.replace(current, **fields)
+        self._spare_update(job.project_id)
         if kind.periodic:
             self._replan(reason="inventory")  # cheap; it logs only when the inventory grew
+        return not quiet
 
     async def _refresh_projects(self) -> None:
         projects = await self.client.list_all(PROJECTS.route, PROJECTS.path(), Project)
@@ -298,7 +352,13 @@ class Poller:
                 self.scheduler.add(Job(kind.name, project.id, due=now))
         self._replan(reason="inventory")
 
+    def _spare_update(self, project_id: str) -> None:
+        """What the project's lists and runs now show may want spare reads (new probes, completed runs)."""
+        self.spare.update(self.projects[project_id], self.runs.of(project_id), now=self.now())
+        self._top_up()
+
     def _drop_project(self, project_id: str) -> None:
+        self.spare.drop(project_id)
         self.projects.pop(project_id, None)
         self.overlay.forget(project_id)
         self.runs.drop(project_id)
@@ -325,7 +385,7 @@ class Poller:
             if not self.ready.is_set():
                 self._log.info("exporter.ready", projects=len(self.projects))
                 self.ready.set()
-            if not self.scheduler.pending(DETAILS.name):
+            if not self.scheduler.pending(DETAILS.name) and self.spare.settled(room=self._room):
                 self.settled.set()
 
     def _max_ages(self) -> dict[str, float]:

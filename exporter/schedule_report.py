@@ -20,8 +20,10 @@ from .planner import (
     adaptive_plan,
     demands,
     detail_reserve,
+    has_room,
     pages,
     plan_for,
+    room_per_minute,
 )
 from .poller import DETAIL_PATIENCE, chosen_projects
 from .timing import HORIZON, RUN_TAIL, Learned, ProbeTimes
@@ -140,6 +142,26 @@ def expected_probe_wait(times: ProbeTimes, plan: Plan, cost: dict[str, float], *
     return choice.delay
 
 
+def format_spare(plan: Plan, inventory: Inventory, projects: list[Project], *, run_endpoints: str,
+                 config_details: str) -> str:
+    """The reads below the plan: what they cost, and whether the plan leaves room for them."""
+    room = room_per_minute(plan, inventory)
+    every = plan.intervals.get("tests", 900.0)
+    lines = [f"Below the plan ({max(room, 0.0):.1f} requests/min left over; 'auto' reads only while there is room):"]
+    for name, field, what in (("probe_details", "probe_count", "probe thresholds"),
+                              ("test_details", "test_count", "test settings")):
+        counts = [getattr(p, field) for p in projects]
+        count = sum(c for c in counts if isinstance(c, int)) if all(isinstance(c, int) for c in counts) else None
+        cost = f"{count * 60 / every:.2f}/min" if count is not None else "?/min"
+        lines.append(f"  {name:<20}{count if count is not None else '?':>5} requests every {every:.0f}s ({what}), "
+                     f"{cost}; CALLMETER_CONFIG_DETAILS={config_details}")
+    lines.append(f"  {'test_run_endpoints':<20}one request per 100 endpoints of each completed run, once; "
+                 f"CALLMETER_RUN_ENDPOINTS={run_endpoints}")
+    if not has_room(plan, inventory) and "auto" in (run_endpoints, config_details):
+        lines.append("  No room: what is 'auto' is not read with this plan.")
+    return "\n".join(lines) + "\n"
+
+
 async def show_schedule(exporter: object, out: TextIO) -> int:
     settings = exporter.settings  # type: ignore[attr-defined]
     floors = settings.floors
@@ -176,4 +198,6 @@ async def show_schedule(exporter: object, out: TextIO) -> int:
     if wait is not None:
         out.write("(Before any run has finished: each finished run's detail takes its share first, up to half "
                   "the budget.)\n")
+    out.write(format_spare(plan, inventory, chosen, run_endpoints=settings.run_endpoints,
+                           config_details=settings.config_details))
     return 0

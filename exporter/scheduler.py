@@ -5,7 +5,9 @@ next free slot of the budget, and only then picks the most important job that is
 refresh never queues behind inventory that was picked early. It knows kinds (their priority, whether
 they repeat) and intervals (from the plan, through `interval`), and nothing of what a job reads. A
 policy outside it (the adaptive schedule) may set when a job next comes due (`time_job`), which
-overrides the interval, and keeps a one-item job for another read.
+overrides the interval, and keeps a one-item job for another read. A spare job (`Job.spare`: a read
+below the plan) goes last, after a nudged one, and gives its slot up to any other job that comes due
+before the slot after it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ LOOK = KINDS["test_runs"].priority - 0.25
 nothing by going a slot later (their next read sees every run since)."""
 EARLY = 100.0
 """The rank of a job brought forward by a nudge until its own due time: below every other due job."""
+SPARE_RANK = 200.0
+"""The rank of a spare job: below every class, and below a nudged job."""
 
 JobKey = tuple[str, str | None, str | None]
 
@@ -61,6 +65,8 @@ class Job:
     """The due time a nudge brought it forward from (see `Scheduler.nudge`)."""
     nudge_again: bool = False
     """Nudged while it ran: the read under way began too early to count, so bring the next one forward."""
+    spare: bool = False
+    """A read below the plan: it goes last, and only into a slot no other job wants (`_yields`)."""
 
     @property
     def key(self) -> JobKey:
@@ -164,7 +170,7 @@ class Scheduler:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 picked = self._pick()
-                if picked is None:  # only a nudged job was due, and the slot is wanted after all
+                if picked is None:  # only a nudged or spare job was due, and the slot is wanted after all
                     self._gate.release()
                     continue
                 job = picked
@@ -219,6 +225,19 @@ class Scheduler:
                 if j.timed and not j.running and now + 1e-3 < j.due < horizon and self._rank(j, j.due) < rank]
         return min(soon) if soon else None
 
+    def _yields(self, job: Job) -> bool:
+        """A spare job gives the slot up when another job comes due before the slot after it, and comes
+        due again just after that job."""
+        if not job.spare:
+            return False
+        now = self.now()
+        soon = [j.due for j in self.jobs.values()
+                if not j.spare and not j.running and j.due < now + self._limiter.interval]
+        if not soon:
+            return False
+        job.due = max(min(soon), now) + 1e-3
+        return True
+
     def _pick(self) -> Job | None:
         now = self.now()
         # asyncio may wake a timer a hair early; a job due within a millisecond is due now.
@@ -228,7 +247,7 @@ class Scheduler:
         job = min(due, key=lambda j: (self._rank(j, now), j.due))
         if self._early(job, now) and self._next_scheduled(now, job) < now + self._limiter.interval:
             return None  # the slot after this one is wanted by the schedule: a nudge must not push it back
-        return job
+        return None if self._yields(job) else job
 
     @staticmethod
     def _early(job: Job, now: float) -> bool:
@@ -237,7 +256,8 @@ class Scheduler:
     def _next_scheduled(self, now: float, besides: Job) -> float:
         """When the schedule next wants a slot for another job (a nudged one at its own due time)."""
         return min((j.early_from if self._early(j, now) and j.early_from is not None else j.due
-                    for j in self.jobs.values() if not j.running and j is not besides), default=float("inf"))
+                    for j in self.jobs.values() if not j.running and not j.spare and j is not besides),
+                   default=float("inf"))
 
     def _rank(self, job: Job, now: float) -> float:
         """The job's priority (lower goes first). Data never fetched is missing, not just old, so every
@@ -249,6 +269,8 @@ class Scheduler:
         without bound behind them (only probe lists stay ahead), and a list overdue by a whole
         interval goes above those details in turn."""
         rank = float(KINDS[job.resource].priority)
+        if job.spare:
+            return SPARE_RANK
         if not job.periodic:
             if job.missing and self._patience is not None:
                 return MISSING
@@ -275,7 +297,8 @@ class Scheduler:
             self._wake.clear()
             now = self.now()
             # A nudged job waiting for slack is looked at again when the schedule's next job is due.
+            # A spare job that is due and was not picked waits for the job it gave its slot up to.
             waiting = [j.early_from if self._early(j, now) and j.early_from is not None else j.due
-                       for j in self.jobs.values() if not j.running]
+                       for j in self.jobs.values() if not j.running and not (j.spare and j.due <= now)]
             timeout = max(0.0, min(waiting) - now) if waiting else None
             await wait_event(self._wake, timeout)

@@ -19,6 +19,8 @@ from .kinds import KINDS
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OBSERVATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 OBSERVED = ("probes", "test_runs")
+CAPPED_FAMILIES = ("callmeter_test_run_endpoint_outcomes",)
+"""Families whose label values a cardinality cap may fold (see `endpoints`)."""
 
 
 class ExporterMetrics(Collector):
@@ -51,6 +53,11 @@ class ExporterMetrics(Collector):
             ["resource"], buckets=OBSERVATION_BUCKETS, registry=registry)
         for resource in OBSERVED:
             self.observation_delay.labels(resource)
+        self.capped = Counter("callmeter_exporter_series_capped", "Label values the exporter folded into "
+                              "_other or UNRECOGNIZED because a cardinality cap was reached, by family.",
+                              ["family"], registry=registry)
+        for family in CAPPED_FAMILIES:
+            self.capped.labels(family)
         # Every route and error kind from the start: rate() and increase() read 0, not nothing, before
         # the first error.
         for kind in KINDS.values():
@@ -78,6 +85,10 @@ class ExporterMetrics(Collector):
 
     def rate_limited(self) -> None:
         self.throttled.inc()
+        self._changed()
+
+    def series_capped(self, family: str, folded: int) -> None:
+        self.capped.labels(family).inc(folded)
         self._changed()
 
     def rate_limit_remaining(self, remaining: float) -> None:

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     run_lookback_pages: int = Field(
         default=3, ge=1, le=100,
         description="Run-list pages read back on a cold start to find each test's latest run.")
+    run_endpoints: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Endpoint outcomes of each test's latest completed run (one request per 100 "
+                                    "endpoints, once per run): auto, only while the budget has room; on, with a "
+                                    "share of the budget; off.")
+    config_details: Literal["auto", "off"] = Field(
+        default="auto", description="Probe thresholds and test settings (one request per probe and per test every "
+                                    "inventory interval): auto, only while the budget has room; off.")
     max_data_age: float | None = Field(
         default=None, gt=0,
         description="Seconds after which cached values are no longer served; default: 3x the achieved interval, "
@@ -95,7 +102,8 @@ class Settings(BaseSettings):
         default=300.0, ge=0, le=86400,
         description="Deliveries whose timestamp is further than this from now (s) are rejected; 0: not checked.")
 
-    @field_validator("log_level", "log_format", "plan", "packet_loss_unit", "schedule", mode="before")
+    @field_validator("log_level", "log_format", "plan", "packet_loss_unit", "schedule", "run_endpoints",
+                     "config_details", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

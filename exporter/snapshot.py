@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .details import ProbeDetail, TestDetail
+from .endpoints import EndpointTally
 from .models import Probe, Project, Registrar, Test, TestRun
 
 
@@ -25,6 +27,12 @@ class ProjectData:
     """Latest COMPLETED run of each test id, with its summary (from the run details)."""
     fetched: Mapping[str, float] = field(default_factory=dict)
     """Resource kind -> Unix time its last successful read began (absent: never read)."""
+    probe_details: Mapping[str, ProbeDetail] = field(default_factory=dict)
+    """Probe id -> its detail (thresholds), read once every inventory interval the budget has room for."""
+    test_details: Mapping[str, TestDetail] = field(default_factory=dict)
+    """Test id -> its detail (duration, endpoints, codecs, groups), read as the probe details."""
+    endpoint_outcomes: Mapping[str, EndpointTally] = field(default_factory=dict)
+    """Test id -> endpoints by group and outcome of its latest completed run whose listing was read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """The state file: what the exporter knows, kept across restarts (`CALLMETER_STATE_FILE`).
 
-What is kept: each project's data with the times it was read, the run tracker (latest and latest
-completed runs, runs counted, list order and pages, details wanted), the finished-run counters, the
-probe statuses seen, the last success per resource, what the schedule has learned (probe result
-delays, when runs end), and the limiter's recent request times, so that a restart spends exactly
-what is left of the 60 s window.
+What is kept: each project's data with the times it was read (probe and test details and the endpoint
+outcomes of completed runs included, so none is read again before its time), the run tracker (latest
+and latest completed runs, runs counted, list order and pages, details wanted), the finished-run
+counters, the probe statuses seen, the last success per resource, what the schedule has learned
+(probe result delays, when runs end), and the limiter's recent request times, so that a restart
+spends exactly what is left of the 60 s window.
 Never the API key: the file names the key by a one-way fingerprint, so a file written for another
 key (another account) is not served.
 
@@ -31,6 +32,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import logs
+from .details import ProbeDetail, TestDetail
+from .endpoints import EndpointTally
 from .models import Probe, Project, Registrar, Test, TestRun
 from .runs import ProjectRuns, RunTracker
 from .snapshot import ProjectData
@@ -87,7 +90,24 @@ def _project_to_json(data: ProjectData) -> dict[str, Any]:
             "registrars": many(data.registrars),
             "latest_runs": {t: _dump(r) for t, r in data.latest_runs.items()},
             "latest_completed": {t: _dump(r) for t, r in data.latest_completed.items()},
-            "fetched": dict(data.fetched)}
+            "fetched": dict(data.fetched),
+            "probe_details": {i: _dump(d) for i, d in data.probe_details.items()},
+            "test_details": {i: _dump(d) for i, d in data.test_details.items()},
+            "endpoint_outcomes": {t: _tally_to_json(e) for t, e in data.endpoint_outcomes.items()}}
+
+
+def _tally_to_json(tally: EndpointTally) -> dict[str, Any]:
+    return {"run_id": tally.run_id, "order_key": tally.order_key, "groups": list(tally.groups),
+            "counts": [[g, o, n] for (g, o), n in tally.counts.items()], "read_at": tally.read_at,
+            "extra_outcomes": list(tally.extra_outcomes)}
+
+
+def _tally_from_json(raw: Mapping[str, Any]) -> EndpointTally:
+    key = raw["order_key"]
+    return EndpointTally(run_id=str(raw["run_id"]), order_key=float(key) if key is not None else None,
+                         counts={(str(g), str(o)): int(n) for g, o, n in raw["counts"]},
+                         groups=tuple(map(str, raw["groups"])), read_at=float(raw["read_at"]),
+                         extra_outcomes=tuple(map(str, raw.get("extra_outcomes", ()))))
 
 
 def _project_from_json(raw: Mapping[str, Any]) -> ProjectData:
@@ -95,7 +115,11 @@ def _project_from_json(raw: Mapping[str, Any]) -> ProjectData:
         project=Project.model_validate(raw["project"]), probes=_models(raw["probes"], Probe),
         tests=_models(raw["tests"], Test), registrars=_models(raw["registrars"], Registrar),
         latest_runs=_runs(raw["latest_runs"]), latest_completed=_runs(raw["latest_completed"]),
-        fetched={str(k): float(v) for k, v in raw["fetched"].items()})
+        fetched={str(k): float(v) for k, v in raw["fetched"].items()},
+        # Files written before these were kept have none: they are read again, once.
+        probe_details={str(k): ProbeDetail.model_validate(v) for k, v in raw.get("probe_details", {}).items()},
+        test_details={str(k): TestDetail.model_validate(v) for k, v in raw.get("test_details", {}).items()},
+        endpoint_outcomes={str(k): _tally_from_json(v) for k, v in raw.get("endpoint_outcomes", {}).items()})
 
 
 def _runs(raw: Mapping[str, Any]) -> dict[str, TestRun]:

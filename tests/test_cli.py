@@ -198,3 +198,15 @@ def test_show_schedule_names_the_floors_a_free_key_cannot_meet() -> None:
     assert probes[1] == "12" and probes[-1] == "NO"
     assert "Floors not met: probes" in result.stdout and "CALLMETER_PROJECTS" in result.stdout
     assert "only idle slots" in result.stdout and "CALLMETER_PROBES_MIN_INTERVAL" in result.stdout
+
+
+@pytest.mark.e2e
+def test_show_schedule_shows_the_reads_below_the_plan_and_when_they_have_no_room() -> None:
+    roomy, tight = WorldConfig(projects=2, probes_per_project=3, tests_per_project=4), WorldConfig(projects=12)
+    with SimulatorServer(Simulator(roomy)) as server:
+        result = show_schedule(server, "free")
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert " 6 requests every 900s" in lines["probe_details"] and " 8 requests every 900s" in lines["test_details"]
+    assert "CALLMETER_RUN_ENDPOINTS=auto" in lines["test_run_endpoints"] and "No room" not in result.stdout
+    with SimulatorServer(Simulator(tight)) as server:
+        assert "No room" in show_schedule(server, "free").stdout

@@ -8,8 +8,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
-from exporter.families import completed_run_families, probe_families, snapshot_families
-from exporter.models import Probe, Test, TestRun
+from exporter.details import Detail, ProbeDetail, read_probe_detail, read_test_detail
+from exporter.endpoints import EndpointTally
+from exporter.families import (
+    completed_run_families,
+    endpoint_outcome_family,
+    probe_families,
+    settings_family,
+    snapshot_families,
+    threshold_families,
+)
+from exporter.models import KNOWN_ENDPOINT_OUTCOMES, Probe, Test, TestRun
 from exporter.snapshot import ProjectData, Snapshot
 from tests.support.golden import GOLDEN, render_reference
 from tests.support.prometheus import require_binary
@@ -123,6 +132,73 @@ def test_deleted_test_takes_its_run_series_with_it() -> None:
                        latest_completed=data.latest_completed, fetched={"tests": NOW, "test_runs": NOW})
     f = Families(snapshot_families(Snapshot(projects=(gone,), finished_runs=snapshot.finished_runs), now=NOW))
     assert not {n for n in f.names() if n.startswith("callmeter_test_run")}
+
+
+def probe_detail(raw: dict[str, object]) -> ProbeDetail:
+    return read_probe_detail(Detail.model_validate({"id": "probe_abc123", **raw}), read_at=NOW)[0]
+
+
+def test_thresholds_are_in_base_units_and_only_where_given() -> None:
+    probe = Probe.model_validate(load("probes")[0])
+    detail = probe_detail({"testId": "abc123", "thresholds": {
+        "mos": {"warning": 3.5}, "jitter_ms": {"critical": 80}, "rttSeconds": {"warning": 0.25},
+        "packet_loss": {"warning": 1, "critical": 5}, "packetLossRatio": {"warning": 0.5}}})
+    f = Families(threshold_families([("production", probe, detail)]))
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="mos", level="warning") == 3.5
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="mos", level="critical") is None
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="jitter_seconds", level="critical") == 0.08
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="rtt_seconds", level="warning") == 0.25
+    # Packet loss in percent, as CallMeter documents it; the first of two warnings wins.
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="packet_loss_ratio", level="warning") == 0.01
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="packet_loss_ratio", level="critical") == 0.05
+    assert f.value("callmeter_probe_info", **PROBE, test_id="abc123") == 1
+    fraction = Families(threshold_families([("production", probe, detail)], packet_loss_unit="fraction"))
+    assert fraction.value("callmeter_probe_threshold", **PROBE, metric="packet_loss_ratio", level="critical") is None
+
+
+def test_thresholds_out_of_their_metrics_range_yield_no_series() -> None:
+    probe = Probe.model_validate(load("probes")[0])
+    detail = probe_detail({"thresholds": {"mos": {"warning": 35, "critical": 0}, "jitter": {"warning": -1},
+                                          "packet_loss": {"critical": 500}}})
+    f = Families(threshold_families([("production", probe, detail)]))
+    assert not [s for fam in f.collect() if fam.name == "callmeter_probe_threshold" for s in fam.samples]
+    assert f.value("callmeter_probe_info", **PROBE, test_id="") == 1
+
+
+def test_test_info_labels_come_from_the_detail_then_the_list() -> None:
+    test = Test.model_validate(load("tests")[0])
+    raw = {"id": "abc123", "codecs": ["PCMU", "opus"], "durationSeconds": 90.5}
+    detail = read_test_detail(Detail.model_validate(raw), read_at=NOW)
+    f = Families([settings_family([("production", test, detail)])])
+    assert f.value("callmeter_test_info", **TEST, duration_seconds="90.5", endpoints="500", codecs="PCMU,opus") == 1
+
+
+def test_endpoint_outcomes_show_every_known_outcome_of_every_group_and_the_unknown_ones() -> None:
+    test = Test.model_validate(load("tests")[0])
+    tally = EndpointTally("xyz789", 1.0, {("Callers", "SUCCESS"): 240, ("Callees", "CALL_FAILED"): 3,
+                                          ("Callees", "MEDIA_TIMEOUT"): 1}, ("Callers", "Callees"), NOW,
+                          extra_outcomes=("MEDIA_TIMEOUT", "ODD"))
+    f = Families([endpoint_outcome_family([("production", test, tally)])])
+    for group in ("Callers", "Callees"):
+        for outcome in KNOWN_ENDPOINT_OUTCOMES:
+            assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group=group, outcome=outcome) is not None
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="SUCCESS") == 240
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="TIMEOUT") == 0
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callees", outcome="MEDIA_TIMEOUT") == 1
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="MEDIA_TIMEOUT") == 0
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callees", outcome="ODD") == 0
+
+
+def test_outcomes_go_with_the_test_and_the_run_lists_freshness() -> None:
+    snapshot = reference_snapshot()
+    data = snapshot.projects[0]
+    assert Families(snapshot_families(snapshot, now=NOW)).value(
+        "callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="SUCCESS") == 1
+    gone = ProjectData(project=data.project, tests=(), endpoint_outcomes=data.endpoint_outcomes, fetched=data.fetched)
+    assert "callmeter_test_run_endpoint_outcomes" not in Families(
+        snapshot_families(Snapshot(projects=(gone,)), now=NOW)).names()
+    aged = Snapshot(projects=snapshot.projects, max_data_age={"test_runs": 60.0})
+    assert "callmeter_test_run_endpoint_outcomes" not in Families(snapshot_families(aged, now=NOW + 120)).names()
 
 
 # -- the golden exposition (tests/golden/reference.prom; `python -m tests.support.golden` rewrites it) ------

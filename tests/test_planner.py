@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.planner import DETAIL_HEADROOM, Floors, Inventory, detail_reserve, pages, plan_for
+from exporter.planner import (
+    DETAIL_HEADROOM,
+    Floors,
+    Inventory,
+    detail_reserve,
+    has_room,
+    pages,
+    plan_for,
+    room_per_minute,
+)
 
 FLOORS = Floors()
 
@@ -93,3 +102,14 @@ def test_growth_is_noticed_and_shrinking_is_not() -> None:
     small, big = inventory(1), inventory(2)
     assert big.grew_since(small) and big.grew_since(None)
     assert not small.grew_since(big) and not small.grew_since(small)
+
+
+def test_the_room_is_what_the_plan_leaves_over_and_none_when_stretched() -> None:
+    inv = inventory(2)
+    plan = plan_for(inv, FLOORS, 8.0, details_per_minute=0.8)
+    used = per_minute(inv, plan.intervals)
+    assert room_per_minute(plan, inv) == pytest.approx(8.0 - used - DETAIL_HEADROOM * 0.8)
+    assert has_room(plan, inv)
+    tight = plan_for(inventory(10), FLOORS, 20.5)
+    assert tight.stretched and not has_room(tight, inventory(10))
+    assert room_per_minute(tight, inventory(10)) == pytest.approx(0.0, abs=1e-6)

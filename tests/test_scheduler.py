@@ -55,3 +55,30 @@ def test_the_budget_spaces_the_jobs() -> None:
     ran = run_jobs(jobs, 60.0, per_minute=6.0, intervals={"probes": 600.0, "test_runs": 600.0})
     times = [t for t, _, _ in ran]
     assert len(times) == 6 and all(b - a >= 10.0 - 1e-6 for a, b in itertools.pairwise(times))
+
+
+def test_a_spare_job_goes_last_and_gives_its_slot_up_to_a_job_due_before_the_next_slot() -> None:
+    # At 6 a minute a slot is 10 s. The probe list comes due at 30 s: a spare job picked at 25 s would
+    # push it to 35 s, so it waits and goes after the probe list instead.
+    probes = Job("probes", "p", due=30.0, refreshed=True)
+    spare = Job("probe_details", "p", "x", due=25.0, spare=True)
+    detail = Job("test_run_details", "p", "r1", due=0.0)
+    ran = run_jobs([probes, spare, detail], 60.0, per_minute=6.0, intervals={"probes": 600.0})
+    assert ran[0][1] == "test_run_details"
+    assert [(t, r) for t, r, _ in ran[1:3]] == [(30.0, "probes"), (40.0, "probe_details")]
+
+
+def test_a_spare_job_takes_a_slot_no_one_else_wants() -> None:
+    ran = run_jobs([Job("probes", "p", due=100.0, refreshed=True), Job("test_details", "p", "t", spare=True)], 60.0,
+                   per_minute=6.0, intervals={"probes": 600.0})
+    assert [r for _, r, _ in ran] == ["test_details"] and ran[0][0] < 10.0
+
+
+def test_a_spare_job_waits_behind_a_nudged_job_that_waits_for_the_schedule() -> None:
+    # At 5 s a nudged run list and a spare job are due, but a probe list is due at 8 s: the nudged job
+    # holds back for it, and the spare job behind the nudged one (neither may spin the loop).
+    probes = Job("probes", "p", due=8.0, refreshed=True)
+    nudged = Job("test_runs", "p", due=0.0, refreshed=True, early_from=100.0)
+    spare = Job("probe_details", "p", "x", due=0.0, spare=True)
+    ran = run_jobs([probes, nudged, spare], 40.0, per_minute=6.0, intervals={"probes": 600.0, "test_runs": 600.0})
+    assert [(t, r) for t, r, _ in ran] == [(8.0, "probes"), (18.0, "test_runs"), (28.0, "probe_details")]

@@ -19,7 +19,7 @@ from exporter.families import snapshot_families
 from exporter.keysource import KeySource
 from exporter.models import TestRun
 from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
-from exporter.state import VERSION, SavedState, StateFile, key_fingerprint
+from exporter.state import VERSION, SavedState, StateFile, from_json, key_fingerprint, to_json
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
 
@@ -93,7 +93,9 @@ def test_with_a_state_file_a_restart_continues_the_counters_and_serves_at_once(t
     assert 0 < added <= sum(truth.values())
     restored = out["b_restored_snapshot"]
     assert len(restored.projects) == 2 and all(p.probes and p.latest_completed for p in restored.projects)
-    # Every field as it was read, timestamps and summaries included; and what the schedule learned.
+    assert all(p.probe_details and p.test_details and p.endpoint_outcomes for p in restored.projects)
+    # Every field as it was read, timestamps, summaries, details and endpoint tallies included; and what
+    # the schedule learned.
     assert restored.projects == out["a_snapshot"].projects
     assert out["a_learned"]["probe_delay"] and out["b_learned"] == out["a_learned"]
     assert out["b_ready_at_start"]
@@ -109,6 +111,25 @@ def test_known_terminal_runs_are_not_fetched_again_after_a_restart(tmp_path: Pat
     assert known
     after = [path for _, _, path, _ in simulator.requests[out["a_requests"]:] if path.rsplit("/", 1)[-1] in known]
     assert not after, f"fetched again after the restart: {after[:3]}"
+
+
+def test_a_file_written_before_details_were_kept_still_loads(tmp_path: Path) -> None:
+    async def main() -> SavedState:
+        sim = build(WORLD, key_limit=60)
+        sim.start()
+        await asyncio.sleep(600)
+        await sim.stop()
+        return sim.poller.saved_state()
+
+    saved = run_virtual(main())
+    assert all(p.probe_details and p.endpoint_outcomes for p in saved.projects.values())
+    raw = to_json(saved, base_url=BASE_URL, key=DEMO_KEY, written_at=0.0)
+    for project in raw["projects"]:
+        for name in ("probe_details", "test_details", "endpoint_outcomes"):
+            del project[name]
+    loaded = from_json(json.loads(json.dumps(raw)), base_url=BASE_URL, key=DEMO_KEY, lookback_pages=3)
+    assert loaded.projects.keys() == saved.projects.keys()
+    assert all(not p.probe_details and not p.endpoint_outcomes and p.probes for p in loaded.projects.values())
 
 
 def test_the_restart_spends_only_what_is_left_of_the_window(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from email.utils import formatdate
 from typing import Any
 
-from . import writes
+from . import details, writes
 from .webhooks import WebhookSender
 from .world import World, WorldConfig
 
@@ -172,7 +172,7 @@ class Simulator:
             probe = w.probes.get(ident)
             if probe is None or probe.project_id != pid or tail:
                 raise _ApiFault(404, "NOT_FOUND", "Probe not found")
-            return self._one(self._item(w.probe_detail(probe, now)))
+            return self._one(self._item(details.probe_detail(w, probe, w.probe_view(probe, now))))
         if kind == "tests":
             tests = [t for t in w.tests.values() if t.project_id == pid]
             if ident is None:
@@ -180,22 +180,16 @@ class Simulator:
             test = w.tests.get(ident)
             if test is None or test.project_id != pid or tail:
                 raise _ApiFault(404, "NOT_FOUND", "Test not found")
-            callers = test.endpoints // 2
-            detail = {**self._test(test), "groups": [{"name": "Callers", "size": callers},
-                                                      {"name": "Callees", "size": test.endpoints - callers}],
-                      "codecs": ["PCMU", "PCMA", "opus"], "media": {"file": "speech-8k.wav"}}
-            return self._one(self._item(detail))
+            return self._one(self._item(details.detail_of_test(w, test, self._test(test))))
         if kind == "test-runs":
             if ident is None:
                 return self._runs(pid, query, now)
-            if tail == ["endpoints"]:
-                endpoints = w.endpoints_of_run(pid, ident, now)
-                if endpoints is None:
-                    raise _ApiFault(404, "NOT_FOUND", "Test run not found")
-                return self._list(endpoints, query)
             run = w.find_run(pid, ident, now)
-            if run is None or tail:
+            if run is None or tail not in ([], ["endpoints"]):
                 raise _ApiFault(404, "NOT_FOUND", "Test run not found")
+            if tail == ["endpoints"]:
+                return self._list([self._item(e) for e in details.run_endpoints(w, w.tests[run["testId"]], run)],
+                                  query)
             return self._one(self._item(run))
         if kind == "registrars" and ident is None:
             return self._list([self._item({"id": r.id, "name": r.name, "uri": r.uri, "transport": r.transport})

@@ -219,11 +219,6 @@ class World:
             "nextExecutionAt": self.stamp(self.timeline.next_scheduled(probe, now)),
         }
 
-    def probe_detail(self, probe: SimProbe, now: float) -> dict[str, Any]:
-        view = self.probe_view(probe, now)
-        view["testId"] = next((t.id for t in self.tests.values() if t.project_id == probe.project_id), None)
-        view["thresholds"] = {"mos": {"warning": 3.5, "critical": 2.5}, "jitter_ms": {"warning": 30, "critical": 80}}
-        return view
 
     # -- test runs -----------------------------------------------------------------------------
 
@@ -352,29 +347,6 @@ class World:
         if k >= self._scheduled_count(test, now):
             return None
         return self._first_start(test) + k * test.period
-
-    def endpoints_of_run(self, project_id: str, run_id: str, now: float) -> list[dict[str, Any]] | None:
-        run = self.find_run(project_id, run_id, now)
-        if run is None:
-            return None
-        test = self.tests[run["testId"]]
-        summary = run["summary"]
-        failed = summary["registrationFailedCount"]
-        terminal = run["status"] in ("COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
-        rows = []
-        for i in range(test.endpoints):
-            caller = i % 2 == 0
-            if i < failed:
-                phase, outcome = "CLOSED", "REGISTRATION_FAILED"
-            elif terminal:
-                phase, outcome = "CLOSED", "SUCCESS" if run["status"] == "COMPLETED" else "CALL_FAILED"
-            else:
-                phase, outcome = "INCALL", None
-            rows.append({"id": f"ep_{i + 1:03d}", "groupIndex": 0 if caller else 1,
-                         "groupName": "Callers" if caller else "Callees", "phase": phase, "outcome": outcome,
-                         "role": "caller" if caller else "callee",
-                         "sipAccount": f"user{i + 1:03d}@sip.example.com"})
-        return rows
 
     def start_run(self, test_id: str, now: float) -> str:
         runs = self.manual_runs.setdefault(test_id, [])

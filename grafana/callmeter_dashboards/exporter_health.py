@@ -214,7 +214,16 @@ def _freshness() -> Line:
         "short",
         query(f"callmeter_exporter_run_details_pending{{{EXPORTER}}}", legend="pending"),
     ).min(0)
-    return [(8, 8, interval), (8, 8, age), (8, 8, pending)]
+    capped = timeseries_panel(
+        "Label values capped",
+        "Label values folded into _other or UNRECOGNIZED because a cardinality cap was reached, per family, in"
+        " each interval (increase of callmeter_exporter_series_capped_total). Above 0: a test has more groups"
+        " or undocumented outcomes than the exporter keeps; its log line cardinality.capped names it.",
+        "short",
+        query(f"sum by (family) (increase(callmeter_exporter_series_capped_total{{{EXPORTER}}}[$__rate_interval]))",
+              legend="{{family}}"),
+    ).min(0)
+    return [(6, 8, interval), (6, 8, age), (6, 8, pending), (6, 8, capped)]
 
 
 def _webhooks() -> Line:

@@ -73,15 +73,25 @@ def build() -> dash.Dashboard:
         )
     )
     board = add_row(board, "Summary", [_summary()])
-    board = add_row(board, "Probe health", [[(24, 8, _probe_timeline())], [(24, 8, _probe_table())]])
+    board = add_row(
+        board,
+        "Probe health",
+        [[(24, 8, _probe_timeline())], [(24, 8, _probe_table())], [(24, 7, _probe_thresholds())]],
+    )
     board = add_row(board, "Call quality", _call_quality())
     board = add_row(
         board,
         "Test runs",
-        [[(24, 8, _latest_runs())], [(12, 8, _run_timeline()), (12, 8, _finished_runs())]],
+        [
+            [(24, 8, _latest_runs())],
+            [(12, 8, _run_timeline()), (12, 8, _finished_runs())],
+            [(24, 8, _failed_endpoints())],
+        ],
     )
     board = add_row(board, "CI quality gates", [[(24, 6, _gates())]])
-    return add_row(board, "Inventory", [[(8, 7, _projects()), (16, 7, _registrars())]])
+    return add_row(
+        board, "Inventory", [[(8, 7, _projects()), (16, 7, _registrars())], [(24, 7, _test_settings())]]
+    )
 
 
 def _summary() -> list[tuple[int, int, Builder[model.Panel]]]:
@@ -212,6 +222,28 @@ def _quality_panel(title: str, metric: str, unit_id: str, description: str) -> t
     ).line_interpolation(common.LineInterpolation.STEP_AFTER)
 
 
+THRESHOLD_LEVELS = (("warning", ORANGE), ("critical", RED))
+THRESHOLD_NOTE = (
+    " Dashed: the warning and critical thresholds CallMeter judges the selected probes by (callmeter_probe_threshold;"
+    " the strictest when probes differ), where their details give one."
+)
+
+
+def _with_threshold_lines(panel: timeseries.Panel, metric: str, *, higher_is_worse: bool) -> timeseries.Panel:
+    """The probes' warning and critical lines for `metric` (a `callmeter_probe_threshold` metric label) as
+    dashed series: the strictest of the selected probes, so the line is where the first probe complains."""
+    strictest = "min" if higher_is_worse else "max"
+    expr = f'{strictest} by (level) (callmeter_probe_threshold{{{PROBES}, metric="{metric}"}})'
+    panel = panel.with_target(query(expr, legend="probe {{level}} threshold", ref="B"))
+    for level, colour in THRESHOLD_LEVELS:
+        dashed = model.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})
+        panel = panel.override_by_name(
+            f"probe {level} threshold",
+            [*fixed_colour(colour), dashed, model.DynamicConfigValue(id_val="custom.fillOpacity", value=0)],
+        )
+    return panel
+
+
 def _call_quality() -> list[list[tuple[int, int, Builder[model.Panel]]]]:
     dashed_bands = GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED_AND_AREA)
     mos = (
@@ -219,7 +251,7 @@ def _call_quality() -> list[list[tuple[int, int, Builder[model.Panel]]]]:
             "MOS",
             "callmeter_test_run_mos",
             "none",
-            "Mean opinion score, 1-5 (E-model). Red below 3.5, orange from 3.5, green from 4.0.",
+            "Mean opinion score, 1-5 (E-model). Red below 3.5, orange from 3.5, green from 4.0." + THRESHOLD_NOTE,
         )
         .min(1)
         .max(5)
@@ -232,18 +264,24 @@ def _call_quality() -> list[list[tuple[int, int, Builder[model.Panel]]]]:
             "Packet loss",
             "callmeter_test_run_packet_loss_ratio",
             "percentunit",
-            "Average packet loss. CallMeter rates up to 1% good, 1-5% warning, above 5% critical.",
+            "Average packet loss. CallMeter rates up to 1% good, 1-5% warning, above 5% critical." + THRESHOLD_NOTE,
         )
         .min(0)
         .thresholds(thresholds(GREEN, (0.01, ORANGE), (0.05, RED)))
         .thresholds_style(dashed_bands)
     )
     jitter = _quality_panel(
-        "Jitter", "callmeter_test_run_jitter_seconds", "s", "Average RTP inter-arrival jitter (RFC 3550)."
+        "Jitter", "callmeter_test_run_jitter_seconds", "s",
+        "Average RTP inter-arrival jitter (RFC 3550)." + THRESHOLD_NOTE,
     ).min(0)
     rtt = _quality_panel(
-        "Round-trip time", "callmeter_test_run_rtt_seconds", "s", "Average round-trip time from RTCP reports."
+        "Round-trip time", "callmeter_test_run_rtt_seconds", "s",
+        "Average round-trip time from RTCP reports." + THRESHOLD_NOTE,
     ).min(0)
+    mos = _with_threshold_lines(mos, "mos", higher_is_worse=False)
+    loss = _with_threshold_lines(loss, "packet_loss_ratio", higher_is_worse=True)
+    jitter = _with_threshold_lines(jitter, "jitter_seconds", higher_is_worse=True)
+    rtt = _with_threshold_lines(rtt, "rtt_seconds", higher_is_worse=True)
     asr = (
         _quality_panel(
             "ASR",
@@ -333,6 +371,66 @@ def _latest_runs() -> Builder[model.Panel]:
         )
         .override_by_name("Started", [unit("dateTimeAsIso")])
         .override_by_name("Finished", [unit("dateTimeAsIso")])
+    )
+
+
+def _failed_endpoints() -> Builder[model.Panel]:
+    failed = f'{TESTS}, outcome!~"SUCCESS|COMPLETED_WITH_WARNINGS"'
+    return table_panel(
+        "Failed endpoints by outcome and group",
+        "Why calls failed: endpoints of the latest completed run of each test that ended in a failure,"
+        " by group and outcome (REGISTRATION_FAILED, CALL_FAILED, NEGOTIATION_FAILED, TIMEOUT, OSERROR,"
+        " TEARDOWN_ERROR, or one CallMeter does not document), read once per run from its endpoint listing"
+        " (callmeter_test_run_endpoint_outcomes). Only counts above 0." + CACHED,
+        [
+            query(
+                f"max by (project, test, group, outcome) (callmeter_test_run_endpoint_outcomes{{{failed}}}) > 0",
+                table=True,
+            )
+        ],
+        columns={"project": "Project", "test": "Test", "group": "Group", "outcome": "Outcome", "Value": "Endpoints"},
+    ).override_by_name(
+        "Endpoints",
+        [
+            model.DynamicConfigValue(id_val="thresholds", value=thresholds(ORANGE, (10, RED)).build()),
+            cell_colour(common.TableCellDisplayMode.COLOR_TEXT),
+        ],
+    )
+
+
+def _probe_thresholds() -> Builder[model.Panel]:
+    by = "project, probe, test_id, metric, level"
+    return table_panel(
+        "Probe thresholds",
+        "The warning and critical lines CallMeter judges each probe by, from the probe's detail, in base"
+        " units (mos 1-5, jitter_seconds and rtt_seconds in seconds, packet_loss_ratio 0-1), and the test the"
+        " probe runs where the detail names one. A probe whose detail gives no threshold is not listed." + CACHED,
+        [
+            query(
+                f"max by ({by}) (callmeter_probe_threshold{{{PROBES}}}"
+                " * on (project, probe_id) group_left (test_id) callmeter_probe_info)",
+                table=True,
+            )
+        ],
+        columns={"project": "Project", "probe": "Probe", "test_id": "Test id", "metric": "Metric",
+                 "level": "Level", "Value": "Threshold"},
+    )
+
+
+def _test_settings() -> Builder[model.Panel]:
+    return table_panel(
+        "Test settings",
+        "What each test is set to do, from its detail (callmeter_test_info): configured duration, endpoint"
+        " count and codecs. Empty where the detail does not say.",
+        [
+            query(
+                f"max by (project, test, duration_seconds, endpoints, codecs) (callmeter_test_info{{{TESTS}}})",
+                table=True,
+            )
+        ],
+        columns={"project": "Project", "test": "Test", "duration_seconds": "Duration (s)", "endpoints": "Endpoints",
+                 "codecs": "Codecs"},
+        hidden=("Time", "Value"),
     )
 
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from exporter.models import Probe, Project, Registrar, Test, TestRun
+from exporter.endpoints import EndpointTracker
+from exporter.models import Probe, Project, Registrar, RunEndpoint, Test, TestRun
 from exporter.snapshot import ProjectData, Snapshot
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -25,11 +26,15 @@ def reference_snapshot(**run_changes: Any) -> Snapshot:
     run_payload = load("test_run")
     run_payload["summary"].update(run_changes)
     run = TestRun.model_validate(run_payload)
+    # The reference lists one endpoint of the run's 500: taken here as the whole listing.
+    tracker = EndpointTracker()
+    tracker.consider(project.id, {test.id: run}, sizes={}, now=0.0)
+    tracker.absorb_page(project.id, run.id, 1, [RunEndpoint.model_validate(e) for e in load("endpoints")], 1, wall=NOW)
     data = ProjectData(
         project=project,
         probes=tuple(Probe.model_validate(p) for p in load("probes")),
         tests=(test,),
         registrars=tuple(Registrar.model_validate(r) for r in load("registrars")),
-        latest_runs={test.id: run}, latest_completed={test.id: run},
+        latest_runs={test.id: run}, latest_completed={test.id: run}, endpoint_outcomes=tracker.of(project.id).done,
         fetched=dict.fromkeys(("probes", "tests", "registrars", "test_runs"), NOW))
     return Snapshot(projects=(data,), finished_runs={("production", "abc123", "COMPLETED"): 1})
