@@ -385,7 +385,8 @@ class Poller:
             if not self.ready.is_set():
                 self._log.info("exporter.ready", projects=len(self.projects))
                 self.ready.set()
-            if not self.scheduler.pending(DETAILS.name) and self.spare.settled(room=self._room):
+            # Watches of running runs (adaptive) are not outstanding: what finished has been read.
+            if self.runs.details_pending == 0 and self.spare.settled(room=self._room):
                 self.settled.set()
 
     def _max_ages(self) -> dict[str, float]:

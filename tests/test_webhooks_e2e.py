@@ -42,6 +42,9 @@ FAST = {
     "CALLMETER_PROBES_MIN_INTERVAL": str(PROBES_FLOOR),
     "CALLMETER_TEST_RUNS_MIN_INTERVAL": "5",
     "CALLMETER_INVENTORY_MIN_INTERVAL": "30",
+    # Forced statuses are changes off the probes' schedule, which the adaptive schedule catches only on
+    # its safety net: polling is compared at the fixed probe-list floor.
+    "CALLMETER_SCHEDULE": "fixed",
 }
 
 
