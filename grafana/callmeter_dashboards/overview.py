@@ -43,6 +43,15 @@ CACHED = " Values are cached by the exporter, which polls the CallMeter API in t
 LATEST_COMPLETED = " From the latest COMPLETED run of each test." + CACHED
 
 
+
+def mos_cell() -> list[model.DynamicConfigValue]:
+    """A MOS table cell: two decimals, coloured red below 3.5, orange below 4, else green."""
+    return [
+        model.DynamicConfigValue(id_val="decimals", value=2),
+        model.DynamicConfigValue(id_val="thresholds", value=thresholds(RED, (3.5, ORANGE), (4.0, GREEN)).build()),
+        cell_colour(common.TableCellDisplayMode.COLOR_TEXT),
+    ]
+
 def build() -> dash.Dashboard:
     board = (
         base_dashboard("CallMeter overview", OVERVIEW_UID,
@@ -350,16 +359,7 @@ def _latest_runs() -> Builder[model.Panel]:
                 cell_colour(common.TableCellDisplayMode.COLOR_BACKGROUND),
             ],
         )
-        .override_by_name(
-            "MOS",
-            [
-                model.DynamicConfigValue(id_val="decimals", value=2),
-                model.DynamicConfigValue(
-                    id_val="thresholds", value=thresholds(RED, (3.5, ORANGE), (4.0, GREEN)).build()
-                ),
-                cell_colour(common.TableCellDisplayMode.COLOR_TEXT),
-            ],
-        )
+        .override_by_name("MOS", mos_cell())
         .override_by_name("ASR", [unit("percentunit")])
         .override_by_name("NER", [unit("percentunit")])
         .override_by_name(
@@ -505,16 +505,7 @@ def _gates() -> Builder[model.Panel]:
                 cell_colour(common.TableCellDisplayMode.COLOR_BACKGROUND),
             ],
         )
-        .override_by_name(
-            "MOS",
-            [
-                model.DynamicConfigValue(id_val="decimals", value=2),
-                model.DynamicConfigValue(
-                    id_val="thresholds", value=thresholds(RED, (3.5, ORANGE), (4.0, GREEN)).build()
-                ),
-                cell_colour(common.TableCellDisplayMode.COLOR_TEXT),
-            ],
-        )
+        .override_by_name("MOS", mos_cell())
         .override_by_name("Ran", [unit("s")])
     )
 
