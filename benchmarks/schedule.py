@@ -80,14 +80,14 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # tests.support: the simulated exporter
 
 from benchmarks.schedule_measure import Trace, Watch, analyse, record_requests
-from exporter import errors, logs
-from exporter.budget import RateLimiter
-from exporter.client import CallMeterClient
-from exporter.keysource import KeySource
-from exporter.kinds import KINDS
-from exporter.models import Probe, Project, Registrar, Test, TestRun
-from exporter.planner import Floors
-from exporter.settings import Settings
+from exporter import logs
+from exporter.api import errors
+from exporter.api.budget import RateLimiter
+from exporter.api.client import CallMeterClient
+from exporter.api.keysource import KeySource
+from exporter.api.models import Probe, Project, Registrar, Test, TestRun
+from exporter.model.kinds import KINDS
+from exporter.settings import Floors, Settings
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
 from exporter.simulator.world import World
 from tests.support import scenarios
@@ -176,7 +176,7 @@ async def run_exporter(case: Case, mode: str, duration: float, run_order: str, p
     ready: list[float] = []
 
     async def watch_ready() -> None:
-        await sim.poller.ready.wait()
+        await sim.poller.readiness.ready.wait()
         ready.append(sim.wall() - WALL_START)
 
     sim.start()

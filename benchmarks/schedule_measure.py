@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.client import PER_PAGE
-from exporter.models import Probe, TestRun
+from exporter.api.client import PER_PAGE
+from exporter.api.models import Probe, TestRun
+from exporter.model.snapshot import Snapshot
 from exporter.simulator import Simulator
 from exporter.simulator.world import World
-from exporter.snapshot import Snapshot
 from tests.support.simulated import WALL_START
 
 INVENTORY_CADENCE = 900.0

@@ -48,12 +48,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.exposition import Exposition, wants_gzip, wants_openmetrics
-from exporter.families import snapshot_families
-from exporter.models import Probe, Project, Registrar, RunSummary, Test, TestRun
-from exporter.selfmetrics import ExporterMetrics
-from exporter.server import MetricsServer
-from exporter.snapshot import ProjectData, Snapshot
+from exporter.api.models import Probe, Project, Registrar, RunSummary, Test, TestRun
+from exporter.expose.exposition import Exposition, wants_gzip, wants_openmetrics
+from exporter.expose.families import snapshot_families
+from exporter.expose.selfmetrics import ExporterMetrics
+from exporter.expose.server import MetricsServer
+from exporter.model.snapshot import ProjectData, Snapshot
 
 SERIES_PER_UNIT = 29  # one probe (7 series) and one test with its runs (22 series)
 PROBE_STATUSES = ("HEALTHY", "HEALTHY", "HEALTHY", "DEGRADED", "UNHEALTHY")

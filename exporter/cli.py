@@ -6,15 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any, get_args
 
 from . import __version__, logs
-from .settings import Settings, SettingsError, env_name, flag_name, load
+from .flags import add_setting, setting_overrides
+from .settings import Settings, SettingsError, load
 
 EXIT_BAD_SETTING = 2
-_BOOLEAN_FLAGS = {"demo"}
-_ALIASES = {"web_config_file": ["--web.config.file"], "listen_address": ["--web.listen-address"],
-            "telemetry_path": ["--web.telemetry-path"]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,34 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in Settings.model_fields:
         add_setting(parser, name)
     return parser
-
-
-def add_setting(parser: argparse._ActionsContainer, name: str, description: str | None = None,
-                default: object = None) -> None:
-    """The flag of one setting, its variable and default in the help; None unless given (flags win).
-    `description` and `default` replace the setting's own in the help (the gate uses a few differently)."""
-    field = Settings.model_fields[name]
-    default = field.default if default is None else default
-    shown = "none" if default in (None, "") else default
-    if name in ("api_key", "webhook_secret"):
-        shown = "none (secret; prefer the file)"
-    help_text = f"{description or field.description} [env {env_name(name)}; default {shown}]"
-    flags = [flag_name(name), *_ALIASES.get(name, [])]
-    if name in _BOOLEAN_FLAGS:
-        parser.add_argument(*flags, dest=name, action="store_const", const=True, default=None, help=help_text)
-        return
-    parser.add_argument(*flags, dest=name, default=None, metavar=name.upper(), help=help_text,
-                        choices=_choices(field.annotation))
-
-
-def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given as flags, to lay over the CALLMETER_* variables."""
-    return {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
-
-
-def _choices(annotation: Any) -> list[str] | None:
-    args = get_args(annotation)
-    return list(args) if args and all(isinstance(a, str) for a in args) else None
 
 
 def _fail(message: str) -> int:
@@ -82,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         return _fail(str(exc))
     logs.configure(level=settings.log_level, fmt=settings.log_format)
-    from .run import run  # imported late: keeps --help and bad settings instant
+    from .app.commands import run  # imported late: keeps --help and bad settings instant
 
     try:
         return asyncio.run(run(settings, once=args.once, show_schedule=args.show_schedule))

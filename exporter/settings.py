@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -16,11 +17,18 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .planner import Floors
-
 DEFAULT_PORT = 10190
 PLAN_REQUESTS_PER_MINUTE = {"free": 10, "basic": 60, "pro": 120}
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Floors:
+    """Refresh each class at most this often (seconds): the *_MIN_INTERVAL settings, as the planner takes them."""
+
+    probes: float = 60.0
+    test_runs: float = 60.0
+    inventory: float = 900.0
 
 
 class SettingsError(Exception):

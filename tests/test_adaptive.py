@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from exporter.model.snapshot import Snapshot
 from exporter.simulator import WorldConfig
 from exporter.simulator.executions import Execution
-from exporter.snapshot import Snapshot
 from tests.support.scenarios import FREE_PLAN, other_client, realistic_world
 from tests.support.simulated import WALL_START, SimulatedExporter, build
 from tests.support.vclock import run_virtual
@@ -92,7 +92,7 @@ def test_probe_results_are_shown_seconds_after_they_appear_with_fewer_requests()
     delays = seen.probe_delays(sim, WALL_START + 3600, WALL_START + 2 * 3600 - 120)
     assert len(delays) > 20
     assert p95(delays) <= 10  # against about 57 s for a read every 60 s
-    learned = sim.poller.schedule.learned.probe_delay
+    learned = sim.poller.policy.learned.probe_delay
     for probe in sim.simulator.world.probes.values():  # the delay each probe's results take, learned
         assert probe.result_delay - 1 <= learned[probe.id] <= probe.result_delay + 4
     # One read per execution (6 probes every 5 minutes), not one a minute per project.
@@ -134,7 +134,7 @@ def test_a_project_whose_probes_have_no_next_execution_is_read_on_the_fixed_cloc
     reads = [t for t in probe_reads(sim) if t > WALL_START + 300]
     gaps = [b - a for a, b in itertools.pairwise(reads)]
     assert gaps and all(55 <= gap <= 70 for gap in gaps)  # the 60 s probe floor
-    assert sim.poller.schedule.probes.projects[next(iter(sim.simulator.world.projects))].fallback
+    assert sim.poller.policy.probes.projects[next(iter(sim.simulator.world.projects))].fallback
 
 
 @pytest.mark.parametrize("offset", [30.0, -30.0])
@@ -144,7 +144,7 @@ def test_a_callmeter_clock_30_seconds_off_is_absorbed(offset: float) -> None:
     delays = seen.probe_delays(sim, WALL_START + 3600, WALL_START + 2 * 3600 - 120)
     assert len(delays) > 30
     assert p95(delays) <= 10
-    learned = sim.poller.schedule.learned.probe_delay.values()
+    learned = sim.poller.policy.learned.probe_delay.values()
     # The delay is learned on CallMeter's timestamps: the offset is in it.
     assert all(2.5 - offset - 1 <= d <= 6.5 - offset + 4 for d in learned)
 
@@ -181,7 +181,7 @@ def test_a_tight_budget_chooses_its_probe_reads_and_says_so() -> None:
     assert adaptive[0] <= fixed[0]
     plans = [e for e in adaptive[2] if e["event"] == "schedule.plan" and "probe_reads" in e]
     assert plans and "keeps the reads that save the most waiting" in plans[0]["probe_reads"]
-    assert results["adaptive"][3].poller.schedule.choice is not None
+    assert results["adaptive"][3].poller.policy.choice is not None
 
 
 def test_free_plan_with_5xx_and_a_second_client_has_quality_data_for_every_test_within_minutes() -> None:

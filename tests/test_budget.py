@@ -3,7 +3,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from exporter.budget import WINDOW_SECONDS, RateLimiter
+from exporter.api.budget import WINDOW_SECONDS, RateLimiter
 
 
 class FakeClock:

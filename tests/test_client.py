@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import pytest
 from structlog.testing import capture_logs
 
-from exporter import errors
-from exporter.budget import RateLimiter
-from exporter.client import CallMeterClient, parse_retry_after
-from exporter.keysource import KeySource
-from exporter.models import Probe, Project, TestRun
+from exporter.api import errors
+from exporter.api.budget import RateLimiter
+from exporter.api.client import CallMeterClient, parse_retry_after
+from exporter.api.keysource import KeySource
+from exporter.api.models import Probe, Project, TestRun
 from exporter.simulator import DEMO_KEY, SimulatorServer
 from tests.support.fake_time import FakeTime
 from tests.support.prometheus import free_port
@@ -251,7 +251,7 @@ def test_no_module_but_the_gate_reaches_the_write_path() -> None:
     package = Path(__file__).parent.parent / "exporter"
     callers = [path.relative_to(package).as_posix() for path in package.rglob("*.py")
                if re.search(r"\._request\(", path.read_text())]
-    assert [c for c in callers if c != "client.py" and not c.startswith("gate")] == []
+    assert [c for c in callers if c != "api/client.py" and not c.startswith("gate")] == []
 
 
 def test_a_subclass_sends_a_post_with_its_json_body_through_the_budget(simulator: SimulatorServer,

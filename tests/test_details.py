@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.details import Detail, read_probe_detail, read_test_detail, read_thresholds
+from exporter.model.details import Detail, read_probe_detail, read_test_detail, read_thresholds
 
 
 def thresholds(raw: dict[str, Any]) -> dict[tuple[str, str], tuple[float, str]]:

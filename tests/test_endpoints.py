@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.endpoints import MAX_GROUPS, MAX_UNKNOWN_OUTCOMES, OTHER_GROUP, EndpointTracker
-from exporter.models import RunEndpoint, TestRun
+from exporter.api.models import RunEndpoint, TestRun
+from exporter.model.endpoints import MAX_GROUPS, MAX_UNKNOWN_OUTCOMES, OTHER_GROUP, EndpointTracker
 
 P = "proj"
 

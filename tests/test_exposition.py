@@ -15,7 +15,7 @@ from prometheus_client.exposition import generate_latest as render_text
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.exposition import (
+from exporter.expose.exposition import (
     OPENMETRICS,
     TEXT,
     Exposition,
@@ -25,8 +25,8 @@ from exporter.exposition import (
     wants_gzip,
     wants_openmetrics,
 )
-from exporter.families import finished_runs_family
-from exporter.selfmetrics import ExporterMetrics
+from exporter.expose.families import finished_runs_family
+from exporter.expose.selfmetrics import ExporterMetrics
 from tests.support.exposition import (
     PROMETHEUS_2_ACCEPT,
     PROMETHEUS_3_ACCEPT,

@@ -8,9 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
-from exporter.details import Detail, ProbeDetail, read_probe_detail, read_test_detail
-from exporter.endpoints import EndpointTally
-from exporter.families import (
+from exporter.api.models import KNOWN_ENDPOINT_OUTCOMES, Probe, Test, TestRun
+from exporter.expose.families import (
     completed_run_families,
     endpoint_outcome_family,
     probe_families,
@@ -18,8 +17,9 @@ from exporter.families import (
     snapshot_families,
     threshold_families,
 )
-from exporter.models import KNOWN_ENDPOINT_OUTCOMES, Probe, Test, TestRun
-from exporter.snapshot import ProjectData, Snapshot
+from exporter.model.details import Detail, ProbeDetail, read_probe_detail, read_test_detail
+from exporter.model.endpoints import EndpointTally
+from exporter.model.snapshot import ProjectData, Snapshot
 from tests.support.golden import GOLDEN, render_reference
 from tests.support.prometheus import require_binary
 from tests.support.reference import NOW, load, reference_snapshot

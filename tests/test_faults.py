@@ -24,11 +24,11 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter import errors
-from exporter.budget import RateLimiter
-from exporter.client import CallMeterClient
-from exporter.keysource import KeySource
-from exporter.models import Probe
+from exporter.api import errors
+from exporter.api.budget import RateLimiter
+from exporter.api.client import CallMeterClient
+from exporter.api.keysource import KeySource
+from exporter.api.models import Probe
 from exporter.simulator import DEMO_KEY
 from tests.support.faultkit import FaultProxy, Samples, SimulatorProcess, parse_samples
 from tests.support.processes import ExporterProcess

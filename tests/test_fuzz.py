@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from exporter import errors
-from exporter.budget import RateLimiter
-from exporter.client import RETRY_AFTER_CAP, CallMeterClient, Page
-from exporter.keysource import KeySource
-from exporter.models import Probe, Project, Registrar, RunSummary, Test, TestRun
+from exporter.api import errors
+from exporter.api.budget import RateLimiter
+from exporter.api.client import RETRY_AFTER_CAP, CallMeterClient, Page
+from exporter.api.keysource import KeySource
+from exporter.api.models import Probe, Project, Registrar, RunSummary, Test, TestRun
 from exporter.simulator import DEMO_KEY
 from tests.support.fake_time import FakeTime
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.client import CallMeterClient
+from exporter.api.client import CallMeterClient
 from exporter.gate.api import GateClient
 from exporter.gate.judge import API_ERROR, GATE_FAILED, PASSED, RUN_FAILED, TIMED_OUT, USAGE
 from exporter.simulator import Simulator, WorldConfig

@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.exposition import render
+from exporter.expose.exposition import render
 from tests.support.faultkit import ServerThread
 from tests.support.processes import ExporterProcess
 from tests.support.prometheus import require_binary

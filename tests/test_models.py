@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from exporter.models import Id, LenientFloat, LenientInt, LenientStr, Probe, StatusWord, TestRun, Timestamp
+from exporter.api.models import Id, LenientFloat, LenientInt, LenientStr, Probe, StatusWord, TestRun, Timestamp
 
 
 @pytest.mark.parametrize(("field", "raw", "expected"), [

@@ -16,12 +16,11 @@ from typing import Any
 from prometheus_client.core import Metric
 from structlog.testing import capture_logs
 
-from exporter.daemon import Exporter
-from exporter.families import snapshot_families
-from exporter.keysource import KeySource
-from exporter.models import KNOWN_ENDPOINT_OUTCOMES
-from exporter.planner import Floors
-from exporter.settings import Settings
+from exporter.api.keysource import KeySource
+from exporter.api.models import KNOWN_ENDPOINT_OUTCOMES
+from exporter.app.daemon import Exporter
+from exporter.expose.families import snapshot_families
+from exporter.settings import Floors, Settings
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig, details
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
@@ -166,11 +165,11 @@ def test_auto_reads_nothing_below_a_stretched_plan_and_on_still_reads_listings()
     world = WorldConfig(projects=3, probes_per_project=2, tests_per_project=3, run_period=600, run_duration=60)
     floors = Floors(probes=30, test_runs=60, inventory=900)
     auto = simulate(3600, world, key_limit=10, floors=floors)
-    assert auto.poller.plan is not None and auto.poller.plan.stretched
+    assert auto.poller.planning.plan is not None and auto.poller.planning.plan.stretched
     paths = [path for _, _, path, _ in auto.simulator.requests]
     assert not [p for p in paths if p.endswith("/endpoints") or "/probes/" in p or "/tests/" in p]
     on = simulate(3600, world, key_limit=10, floors=floors, run_endpoints="on")
-    assert on.poller.plan is not None and on.poller.plan.stretched
+    assert on.poller.planning.plan is not None and on.poller.planning.plan.stretched
     assert len(listing_requests(on)) >= 9
     assert not [p for _, _, p, _ in on.simulator.requests if "/probes/" in p or "/tests/" in p]
 
@@ -211,9 +210,9 @@ def test_a_restart_with_a_state_file_reads_no_listing_or_detail_again(tmp_path: 
         await first.stop()
         await first.exporter.save_state()
         seen["before"] = len(first.simulator.requests)
-        seen["data"] = first.poller.projects
+        seen["data"] = first.poller.store.projects
         second = build(WORLD, key_limit=10, state_file=path, run_endpoints="on", simulator=first.simulator)
-        restored = dict(second.poller.projects)
+        restored = dict(second.poller.store.projects)
         seen["restarted_at"] = second.wall()
         seen["restored"] = restored
         second.start()
@@ -249,7 +248,7 @@ def test_values_over_real_http(simulator: SimulatorServer) -> None:
         try:
             for _ in range(300):
                 await asyncio.sleep(0.1)
-                data = next(iter(exporter.poller.projects.values()), None)
+                data = next(iter(exporter.poller.store.projects.values()), None)
                 if data and data.tests and len(data.endpoint_outcomes) == 3 and len(data.probe_details) == 4:
                     break
         finally:

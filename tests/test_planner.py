@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.planner import (
+from exporter.schedule.planner import (
     DETAIL_HEADROOM,
-    Floors,
     Inventory,
     detail_reserve,
     has_room,
@@ -14,6 +13,7 @@ from exporter.planner import (
     plan_for,
     room_per_minute,
 )
+from exporter.settings import Floors
 
 FLOORS = Floors()
 

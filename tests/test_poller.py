@@ -10,7 +10,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from exporter.poller import Floors
+from exporter.poll.poller import Floors
 from exporter.simulator import WorldConfig
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
@@ -67,7 +67,7 @@ def test_first_requests_follow_priority_and_are_spread_out() -> None:
 
 def test_becomes_ready_and_publishes_every_resource_on_a_free_budget() -> None:
     def check(sim: SimulatedExporter) -> None:
-        assert sim.poller.ready.is_set()
+        assert sim.poller.readiness.ready.is_set()
         snapshot = sim.snapshots[-1]
         project = snapshot.projects[0]
         assert project.probes and project.tests and project.registrars and project.latest_runs
@@ -143,7 +143,7 @@ def test_tight_budget_stretches_inventory_first_and_says_so() -> None:
     world = WorldConfig(projects=10, probes_per_project=2, tests_per_project=2, run_period=600, run_duration=60)
 
     def check(sim: SimulatedExporter) -> None:
-        plan = sim.poller.plan
+        plan = sim.poller.planning.plan
         assert plan is not None and plan.stretched
         assert plan.intervals["tests"] > 900 and plan.intervals["registrars"] > 900
         assert plan.intervals["probes"] <= plan.intervals["test_runs"] <= plan.intervals["tests"]
@@ -164,7 +164,7 @@ def test_probes_stay_fresh_under_a_tight_budget() -> None:
     ready_at: list[float] = []
 
     async def check(sim: SimulatedExporter) -> None:
-        await sim.poller.ready.wait()
+        await sim.poller.readiness.ready.wait()
         ready_at.append(sim.wall())
         await asyncio.sleep(2 * 3600)
 
@@ -174,7 +174,7 @@ def test_probes_stay_fresh_under_a_tight_budget() -> None:
     for t, _, path, _ in sim.simulator.requests:
         if path.endswith("/probes"):
             probe_times.setdefault(path, []).append(t)
-    plan = sim.poller.plan
+    plan = sim.poller.planning.plan
     assert plan is not None
     for times in probe_times.values():
         gaps = [b - a for a, b in itertools.pairwise(times) if a >= ready_at[0]]
@@ -244,7 +244,7 @@ def test_a_stream_of_finished_runs_starves_neither_inventory_nor_any_test() -> N
     ready_at: list[float] = []
 
     async def check(sim: SimulatedExporter) -> None:
-        await sim.poller.ready.wait()
+        await sim.poller.readiness.ready.wait()
         ready_at.append(sim.wall() - 1_800_000_000.0)
         await asyncio.sleep(300)
         projects = sim.snapshots[-1].projects
@@ -262,10 +262,10 @@ def test_the_fixed_probe_interval_holds_while_runs_finish_in_bursts() -> None:
     intervals: list[float] = []
 
     async def check(sim: SimulatedExporter) -> None:
-        await sim.poller.ready.wait()
+        await sim.poller.readiness.ready.wait()
         for _ in range(180):
             await asyncio.sleep(60)
-            plan = sim.poller.plan
+            plan = sim.poller.planning.plan
             assert plan is not None and plan.detail_reserve_per_minute == 0
             intervals.append(plan.intervals["probes"])
 
@@ -288,7 +288,7 @@ def test_details_get_a_reserve_that_follows_the_rate_runs_finish_at() -> None:
         await asyncio.sleep(3600)
         for _ in range(60):
             await asyncio.sleep(60)
-            plan = sim.poller.plan
+            plan = sim.poller.planning.plan
             assert plan is not None and plan.intervals["probes"] == 60
             reserves.append(plan.detail_reserve_per_minute)
 
@@ -306,12 +306,12 @@ def test_the_plan_budgets_the_run_pages_a_listing_actually_reads() -> None:
 
     async def check(sim: SimulatedExporter) -> None:
         await asyncio.sleep(1800)
-        planned.append(sim.poller.inventory().requests["test_runs"])
+        planned.append(sim.poller.planning.inventory(sim.poller.store.projects).requests["test_runs"])
 
     sim = simulate(1, check, key_limit=10, world=world, configure=lambda s: s.set_faults(run_order="asc"))
     listings = [t for t, _, path, _ in sim.simulator.requests if path.endswith("/test-runs")]
     assert 4 <= planned[0] < 4 * 1.5
     late = [t for t in listings if t >= 1_800_000_000.0 + 900]
-    plan = sim.poller.plan
+    plan = sim.poller.planning.plan
     assert plan is not None
     assert len(late) <= 1.5 * 4 * 900 / plan.intervals["test_runs"]

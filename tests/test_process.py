@@ -15,17 +15,17 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-from exporter.budget import RateLimiter
-from exporter.client import CallMeterClient
-from exporter.exposition import Exposition, render
-from exporter.families import snapshot_families
-from exporter.keysource import KeySource
-from exporter.planner import Floors
-from exporter.poller import Poller
-from exporter.runs import COUNTED_RUNS_KEPT
-from exporter.selfmetrics import ExporterMetrics
+from exporter.api.budget import RateLimiter
+from exporter.api.client import CallMeterClient
+from exporter.api.keysource import KeySource
+from exporter.expose.exposition import Exposition, render
+from exporter.expose.families import snapshot_families
+from exporter.expose.selfmetrics import ExporterMetrics
+from exporter.model.runs import COUNTED_RUNS_KEPT
+from exporter.model.snapshot import Snapshot
+from exporter.poll.poller import Poller, PollOptions
+from exporter.settings import Floors
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, SimulatorTransport, WorldConfig
-from exporter.snapshot import Snapshot
 from tests.support.processes import ExporterProcess
 from tests.support.vclock import run_virtual
 
@@ -128,8 +128,8 @@ def test_memory_and_state_stay_bounded_over_thousands_of_runs() -> None:
             exposition.publish_rendered(render(snapshot_families(snapshot, now=wall())))
 
         # Publishing every 10 s rather than every second renders a tenth as often; what is kept is the same.
-        poller = Poller(client=client, limiter=limiter, metrics=metrics, publish=publish, floors=Floors(), wall=wall,
-                        publish_interval=10.0)
+        poller = Poller(client=client, limiter=limiter, metrics=metrics, publish=publish, wall=wall,
+                        options=PollOptions(floors=Floors(), publish_interval=10.0))
         task = asyncio.create_task(poller.run())
         heap: list[int] = []
         sizes: list[dict[str, int]] = []

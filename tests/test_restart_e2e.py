@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from exporter.models import TestRun
+from exporter.api.models import TestRun
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
 from tests.support.processes import ExporterProcess
 from tests.support.prometheus import free_port, run_prometheus

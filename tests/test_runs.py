@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.models import TestRun
-from exporter.runs import COUNTED_RUNS_KEPT, RunListing, RunTracker, detect_order, newer
+from exporter.api.models import TestRun
+from exporter.model.runs import COUNTED_RUNS_KEPT, RunListing, RunTracker, detect_order, newer
 
 T0 = 1_800_000_000.0
 

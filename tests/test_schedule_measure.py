@@ -7,7 +7,7 @@ import asyncio
 import math
 
 from benchmarks.schedule_measure import Trace, max_in_window, probe_delays, run_delays
-from exporter.models import Probe, TestRun
+from exporter.api.models import Probe, TestRun
 from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
 from exporter.simulator.world import World
 from tests.support.scenarios import FREE_PLAN, other_client

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from exporter.budget import RateLimiter
-from exporter.scheduler import Job, Scheduler
+from exporter.api.budget import RateLimiter
+from exporter.schedule.scheduler import Job, Scheduler
 from tests.support.vclock import run_virtual
 
 

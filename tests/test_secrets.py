@@ -19,11 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter import errors, logs
-from exporter.budget import RateLimiter
-from exporter.client import CallMeterClient
-from exporter.keysource import KeySource
-from exporter.models import Project
+from exporter import logs
+from exporter.api import errors
+from exporter.api.budget import RateLimiter
+from exporter.api.client import CallMeterClient
+from exporter.api.keysource import KeySource
+from exporter.api.models import Project
 from exporter.settings import SettingsError
 from exporter.simulator import Faults, Simulator, SimulatorServer, WorldConfig
 from tests.support.faultkit import parse_samples

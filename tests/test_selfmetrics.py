@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from exporter.errors import ERROR_KINDS
-from exporter.kinds import KINDS
-from exporter.selfmetrics import ExporterMetrics
+from exporter.api.errors import ERROR_KINDS
+from exporter.expose.selfmetrics import ExporterMetrics
+from exporter.model.kinds import KINDS
 
 
 def test_every_route_and_error_kind_starts_at_zero() -> None:

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-import exporter.server
-from exporter.exposition import OPENMETRICS, TEXT, Exposition, render
-from exporter.selfmetrics import ExporterMetrics
-from exporter.server import MAX_HEADER_BYTES, MetricsServer
+import exporter.expose.server
+from exporter.expose.exposition import OPENMETRICS, TEXT, Exposition, render
+from exporter.expose.selfmetrics import ExporterMetrics
+from exporter.expose.server import MAX_HEADER_BYTES, MetricsServer
 from tests.support.exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families
 from tests.support.prometheus import run_prometheus, wait_until
 
@@ -465,7 +465,7 @@ def test_a_client_that_disconnects_mid_body_does_not_disturb_the_server() -> Non
 
 
 def test_idle_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exporter.server, "IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr(exporter.expose.server, "IDLE_TIMEOUT", 0.3)
 
     async def scenario() -> None:
         async with serving() as running:
@@ -570,7 +570,7 @@ def test_prometheus_scrapes_gzip_openmetrics_and_gzip_text(monkeypatch: pytest.M
             assert asked == {(True, True)}  # gzipped OpenMetrics
 
             # the same through the classic text format (Prometheus 2 asks for OpenMetrics first)
-            monkeypatch.setattr(exporter.server, "wants_openmetrics", lambda accept: False)
+            monkeypatch.setattr(exporter.expose.server, "wants_openmetrics", lambda accept: False)
             switched = time.time()
             target = wait_until(lambda: healthy_scrape_after(switched + 0.5), timeout=30,
                                 what="a healthy scrape of the text format", diagnostics=prometheus.log_tail)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from exporter.details import ProbeDetail
-from exporter.models import Probe, Project, Test, TestRun
-from exporter.runs import ProjectRuns
-from exporter.snapshot import ProjectData
-from exporter.spare import ENDPOINT_RETRIES, ENDPOINTS, PROBE_DETAILS, ROOM_USE, TEST_DETAILS, Spare
+from exporter.api.models import Probe, Project, Test, TestRun
+from exporter.model.details import ProbeDetail
+from exporter.model.kinds import ENDPOINTS, PROBE_DETAILS, TEST_DETAILS
+from exporter.model.runs import ProjectRuns
+from exporter.model.snapshot import ProjectData
+from exporter.schedule.spare import ENDPOINT_RETRIES, ROOM_USE, Spare
 
 PROJECT = Project.model_validate({"id": "p"})
 RUN = TestRun.model_validate({"id": "r1", "testId": "t1", "status": "COMPLETED", "createdAt": "2026-01-15T10:00:00Z"})

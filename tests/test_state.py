@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from exporter.families import snapshot_families
-from exporter.keysource import KeySource
-from exporter.models import TestRun
+from exporter.api.keysource import KeySource
+from exporter.api.models import TestRun
+from exporter.expose.families import snapshot_families
+from exporter.poll.resume import capture
+from exporter.poll.state import VERSION, SavedState, StateFile, from_json, key_fingerprint, to_json
 from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
-from exporter.state import VERSION, SavedState, StateFile, from_json, key_fingerprint, to_json
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
 
@@ -65,8 +66,8 @@ def restart(tmp_path: Path, *, first: float, down: float, second: float, state: 
         await asyncio.sleep(down)
         b = build(world, key_limit=key_limit, simulator=a.simulator, keep_snapshots=True, **extra)
         out["b_restored_snapshot"] = b.poller.build_snapshot()
-        out["a_learned"], out["b_learned"] = asdict(a.poller.schedule.learned), asdict(b.poller.schedule.learned)
-        out["b_ready_at_start"] = b.poller.ready.is_set()
+        out["a_learned"], out["b_learned"] = asdict(a.poller.policy.learned), asdict(b.poller.policy.learned)
+        out["b_ready_at_start"] = b.poller.readiness.ready.is_set()
         out["b_started_at"] = b.wall()
         b.start()
         await asyncio.sleep(0.5)
@@ -119,7 +120,7 @@ def test_a_file_written_before_details_were_kept_still_loads(tmp_path: Path) -> 
         sim.start()
         await asyncio.sleep(600)
         await sim.stop()
-        return sim.poller.saved_state()
+        return capture(sim.poller)
 
     saved = run_virtual(main())
     assert all(p.probe_details and p.endpoint_outcomes for p in saved.projects.values())
@@ -224,7 +225,7 @@ def test_an_exporter_with_an_unusable_file_starts_cold_and_replaces_it(tmp_path:
 
     async def main() -> None:
         sim = build(WORLD, key_limit=60, state_file=path)
-        assert not sim.poller.projects
+        assert not sim.poller.store.projects
         sim.start()
         await asyncio.sleep(120)
         await sim.stop()

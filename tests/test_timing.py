@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.choice import choose_reads
-from exporter.models import Probe
-from exporter.timing import (
+from exporter.api.models import Probe
+from exporter.schedule.choice import choose_reads
+from exporter.schedule.timing import (
     COVER,
     DEFAULT_PROBE_DELAY,
     RETRY_FIRST,

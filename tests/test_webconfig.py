@@ -15,8 +15,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter import webconfig
-from exporter.webconfig import WebConfigError, load_web_config
+from exporter.expose import webconfig
+from exporter.expose.webconfig import WebConfigError, load_web_config
 from tests.support.faultkit import ServerThread, parse_samples
 from tests.support.processes import ExporterProcess
 from tests.support.prometheus import free_port

@@ -10,11 +10,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from exporter.budget import RateLimiter
-from exporter.scheduler import Job, JobKey, Scheduler
+from exporter.api.budget import RateLimiter
+from exporter.poll.nudge import NUDGE_GAP
+from exporter.schedule.scheduler import Job, JobKey, Scheduler
 from exporter.simulator import WorldConfig
 from exporter.webhooks import Answer, sign
-from exporter.webhooks.push import NUDGE_GAP
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
 from tests.test_poller import max_in_window
@@ -51,7 +51,7 @@ def run(check: Callable[[SimulatedExporter], Awaitable[None]], **kwargs: Any) ->
         sim = build(kwargs.pop("world", WORLD), webhook_secret=SECRET, **kwargs)
         sim.start()
         try:
-            await sim.poller.ready.wait()
+            await sim.poller.readiness.ready.wait()
             await asyncio.sleep(5)
             await check(sim)
         finally:
@@ -78,12 +78,12 @@ def test_a_delivery_shows_at_once_and_the_read_it_asks_for_confirms_it() -> None
         assert deliver(sim, probe, project, "UNHEALTHY", "HEALTHY").result == "applied"
         await asyncio.sleep(0.2)
         assert shown(sim, probe) == "UNHEALTHY"  # at once, while the read it asked for is still under way
-        assert sim.poller.overlay.pending(project).keys() == {probe}
+        assert sim.poller.store.overlay.pending(project).keys() == {probe}
         await asyncio.sleep(10)
         reads = probe_reads(sim, project)
         assert len(reads) == reads_before + 1 and sent < reads[-1] < sent + 5  # nudged, long before its interval
         assert shown(sim, probe) == "UNHEALTHY"
-        assert not sim.poller.overlay
+        assert not sim.poller.store.overlay
         assert sim.value("callmeter_exporter_webhook_confirmation_delay_seconds_count") == 1
         delay = sim.value("callmeter_exporter_webhook_confirmation_delay_seconds_sum")
         assert delay is not None and 2.0 <= delay < 3.0  # the read's 2 s

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.exposition import Exposition
-from exporter.selfmetrics import ExporterMetrics
-from exporter.server import MetricsServer
+from exporter.expose.exposition import Exposition
+from exporter.expose.selfmetrics import ExporterMetrics
+from exporter.expose.server import MetricsServer
 from exporter.webhooks import Receiver, WebhookMetrics, sign
 from tests.test_webhooks import SECRET, Sink, delivery
 

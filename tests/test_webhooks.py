@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from exporter.models import Probe
+from exporter.api.models import Probe
+from exporter.poll.overlay import StatusOverlay
 from exporter.settings import SettingsError, load
 from exporter.webhooks import (
     MAX_BODY_BYTES,
@@ -19,7 +20,6 @@ from exporter.webhooks import (
     NudgeGate,
     Receiver,
     ReplayMemory,
-    StatusOverlay,
     WebhookMetrics,
     WebhookSecrets,
     sign,

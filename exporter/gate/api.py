@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from .. import errors
-from ..client import CallMeterClient
-from ..models import Probe, ProbeExecution, Project, Test, TestRun
+from ..api import errors
+from ..api.client import CallMeterClient
+from ..api.models import Probe, ProbeExecution, Project, Test, TestRun
 
 RUN_TEST = "/projects/{projectId}/tests/{testId}/run"
 RUN_PROBE = "/projects/{projectId}/probes/{probeId}/run"

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from .. import logs
-from ..keysource import KeySource
+from ..api.keysource import KeySource
 from ..settings import SettingsError
 from . import report
 from .flow import gate
@@ -40,8 +40,7 @@ def main(argv: list[str]) -> int:
 async def _run(options: GateOptions) -> Verdict:
     if not options.settings.demo:
         return await gate(options)
-    from ..daemon import DEMO_KEY_LIMIT
-    from ..simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
+    from ..simulator import DEMO_KEY, DEMO_KEY_LIMIT, Simulator, SimulatorServer, WorldConfig
 
     world = WorldConfig(run_period=600.0, run_duration=20.0, probe_interval_minutes=60.0)
     simulator = Simulator(world, rate_limit_per_minute=DEMO_KEY_LIMIT)

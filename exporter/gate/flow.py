@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .. import errors
-from ..budget import RateLimiter
-from ..keysource import KeySource
-from ..models import Project, Test, TestRun
+from ..api import errors
+from ..api.budget import RateLimiter
+from ..api.keysource import KeySource
+from ..api.models import Project, Test, TestRun
 from ..settings import SettingsError
 from .api import GateClient, NotFoundError, in_project, pick
 from .judge import (

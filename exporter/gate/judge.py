@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..families import PacketLossUnit, quality_values
-from ..models import KNOWN_PROBE_STATUSES, TestRun
+from ..api.models import KNOWN_PROBE_STATUSES, TestRun
+from ..expose.families import PacketLossUnit, quality_values
 
 PASSED, GATE_FAILED, USAGE, RUN_FAILED, TIMED_OUT, API_ERROR = 0, 1, 2, 3, 4, 5
 EXIT_NAMES = {PASSED: "passed", GATE_FAILED: "gate failed", USAGE: "usage error", RUN_FAILED: "run failed",

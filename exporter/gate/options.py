@@ -16,7 +16,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..cli import add_setting, setting_overrides
+from ..flags import add_setting, setting_overrides
 from ..settings import Settings, load
 from .judge import GATES, PROBE_RANK
 
@@ -104,7 +104,7 @@ def parse(argv: list[str]) -> GateOptions:
     args = build_parser().parse_args(argv)
     settings = load(setting_overrides(args))
     if settings.demo:
-        from ..daemon import DEMO_KEY_LIMIT
+        from ..simulator import DEMO_KEY_LIMIT
 
         settings = settings.model_copy(update={"plan": "enterprise", "requests_per_minute": DEMO_KEY_LIMIT})
     limits = {spec.option: _number(getattr(args, spec.option), spec.flag, spec.low, spec.high)

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO, TypeVar
 
-from .. import errors
-from ..models import Probe, ProbeExecution, TestRun
+from ..api import errors
+from ..api.models import Probe, ProbeExecution, TestRun
 from .api import GateClient
 
 T = TypeVar("T")

@@ -24,6 +24,8 @@ from .webhooks import WebhookSender
 from .world import World, WorldConfig
 
 DEMO_KEY = "cmk_" + "d3" * 16
+DEMO_KEY_LIMIT = 600
+"""The demo key's rate limit a minute (the exporter's demo and the gate's --demo run against it)."""
 API_PREFIX = "/api/v1"
 TERMINAL = ("COMPLETED", "FAILED", "CANNOT_RUN_FOR_NOW")
 

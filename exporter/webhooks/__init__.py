@@ -2,12 +2,10 @@
 
 from .memory import DeliveryOrder, NudgeGate, ReplayMemory
 from .metrics import RESULTS, WebhookMetrics
-from .overlay import StatusOverlay
 from .payload import PROBE_EVENT
-from .push import ProbePush
 from .receiver import MAX_BODY_BYTES, Answer, Receiver, StatusSink
 from .secrets import WebhookSecrets
 from .verify import sign
 
-__all__ = ["MAX_BODY_BYTES", "PROBE_EVENT", "RESULTS", "Answer", "DeliveryOrder", "NudgeGate", "ProbePush", "Receiver",
-           "ReplayMemory", "StatusOverlay", "StatusSink", "WebhookMetrics", "WebhookSecrets", "sign"]
+__all__ = ["MAX_BODY_BYTES", "PROBE_EVENT", "RESULTS", "Answer", "DeliveryOrder", "NudgeGate", "Receiver",
+           "ReplayMemory", "StatusSink", "WebhookMetrics", "WebhookSecrets", "sign"]

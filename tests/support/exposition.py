@@ -8,10 +8,10 @@ import zlib
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
-from exporter.exposition import Exposition
-from exporter.families import probe_families, project_info_family
-from exporter.models import Probe, Project
-from exporter.selfmetrics import ExporterMetrics
+from exporter.api.models import Probe, Project
+from exporter.expose.exposition import Exposition
+from exporter.expose.families import probe_families, project_info_family
+from exporter.expose.selfmetrics import ExporterMetrics
 
 PROMETHEUS_2_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")

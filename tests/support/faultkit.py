@@ -28,9 +28,9 @@ import httpx
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.exposition import Exposition
-from exporter.selfmetrics import ExporterMetrics
-from exporter.server import MetricsServer
+from exporter.expose.exposition import Exposition
+from exporter.expose.selfmetrics import ExporterMetrics
+from exporter.expose.server import MetricsServer
 from tests.support.prometheus import stop_process
 
 Labels = tuple[tuple[str, str], ...]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from exporter.exposition import render
-from exporter.families import snapshot_families
+from exporter.expose.exposition import render
+from exporter.expose.families import snapshot_families
 from tests.support.reference import NOW, reference_snapshot
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "reference.prom"

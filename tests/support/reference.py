@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from exporter.endpoints import EndpointTracker
-from exporter.models import Probe, Project, Registrar, RunEndpoint, Test, TestRun
-from exporter.snapshot import ProjectData, Snapshot
+from exporter.api.models import Probe, Project, Registrar, RunEndpoint, Test, TestRun
+from exporter.model.endpoints import EndpointTracker
+from exporter.model.snapshot import ProjectData, Snapshot
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = 1768476000.0  # 2026-01-15T11:20:00Z

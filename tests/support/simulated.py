@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from exporter.budget import RateLimiter
-from exporter.client import CallMeterClient
-from exporter.daemon import Exporter
-from exporter.keysource import KeySource
-from exporter.planner import Floors
-from exporter.poller import Poller
-from exporter.selfmetrics import ExporterMetrics
-from exporter.settings import Settings
+from exporter.api.budget import RateLimiter
+from exporter.api.client import CallMeterClient
+from exporter.api.keysource import KeySource
+from exporter.app.daemon import Exporter
+from exporter.expose.selfmetrics import ExporterMetrics
+from exporter.model.snapshot import Snapshot
+from exporter.poll.poller import Poller
+from exporter.settings import Floors, Settings
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
-from exporter.snapshot import Snapshot
 
 WALL_START = 1_800_000_000.0
 

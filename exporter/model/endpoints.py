@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .models import KNOWN_ENDPOINT_OUTCOMES, RunEndpoint, TestRun
+from ..api.models import KNOWN_ENDPOINT_OUTCOMES, RunEndpoint, TestRun
 
 MAX_GROUPS = 16
 MAX_UNKNOWN_OUTCOMES = 4

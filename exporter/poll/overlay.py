@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..models import Probe
-from .metrics import WebhookMetrics
+from ..api.models import Probe
+from ..webhooks.metrics import WebhookMetrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The schedule's timing: the policy of `timing` applied to the scheduler's jobs.
 
-The poller hands every probe list, run list and run detail it reads to `Schedule`. Whatever
+The poller hands every probe list, run list and run detail it reads to `TimingPolicy`. Whatever
 `CALLMETER_SCHEDULE` says, the schedule learns from them and measures freshness
 (`callmeter_exporter_observation_delay_seconds`). With `adaptive` (the default) it also sets when each
 project's probe list is read next (just after its probes' next results should show, or at the reads
@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
+from ..api.models import Probe, TestRun
+from ..model.kinds import KINDS
+from ..model.runs import DetailWant, RunTracker
+from ..model.snapshot import ProjectData
+from ..settings import Floors
 from .choice import Choice, choose_reads
-from .kinds import KINDS
-from .models import Probe, TestRun
-from .planner import Floors, Inventory, Plan, adaptive_plan, plan_for
-from .runs import DetailWant, RunTracker
+from .planner import Inventory, Plan, adaptive_plan, plan_for
 from .scheduler import Job, JobKey, Scheduler
-from .selfmetrics import ExporterMetrics
-from .snapshot import ProjectData
 from .timing import HORIZON, Learned, ProbeTimes, RunTimes
 
 PROBES = KINDS["probes"].name
@@ -42,8 +43,14 @@ HOUR = 3600.0
 WATCHED = frozenset({"RUNNING", "STOPPING"})
 
 
-class Schedule:
-    def __init__(self, *, adaptive: bool, scheduler: Scheduler, runs: RunTracker, metrics: ExporterMetrics,
+class Observer(Protocol):
+    """Where the schedule reports how long a new result took to show (the self-metrics' observation delay)."""
+
+    def observed(self, resource: str, seconds: float) -> None: ...
+
+
+class TimingPolicy:
+    def __init__(self, *, adaptive: bool, scheduler: Scheduler, runs: RunTracker, observer: Observer,
                  max_interval: float, fixed_interval: float, now: Callable[[], float], wall: Callable[[], float],
                  learned: Learned | None = None) -> None:
         self.adaptive = adaptive
@@ -52,7 +59,7 @@ class Schedule:
         self.watches = RunTimes(self.learned)
         self._scheduler = scheduler
         self._runs = runs
-        self._metrics = metrics
+        self._observer = observer
         self._now, self._wall = now, wall
         self._fixed_interval = fixed_interval
         self._rate = 0.0  # probe-list requests a second the adaptive schedule earns credit at
@@ -142,7 +149,7 @@ class Schedule:
     def probes_read(self, project_id: str, probes: tuple[Probe, ...], *, sent: float, seen: float) -> None:
         read = self.probes.read(project_id, probes, sent=sent, seen=seen)
         for delay in read.observed:
-            self._metrics.observed(PROBES, delay)
+            self._observer.observed(PROBES, delay)
         first = project_id not in self._wanted
         self._wanted[project_id] = self.probes.reads_per_hour(project_id, seen, fixed_interval=self._fixed_interval)
         pages = self._pages.get(project_id, 1.0)
@@ -191,7 +198,7 @@ class Schedule:
     def _observe_runs(self) -> None:
         wall = self._wall()
         for ended in self._runs.take_results():
-            self._metrics.observed("test_runs", wall - ended)
+            self._observer.observed("test_runs", wall - ended)
 
     # -- timing the probe lists ----------------------------------------------------------------
 

@@ -15,24 +15,23 @@ from typing import TextIO
 import httpx
 from prometheus_client import CollectorRegistry
 
-from . import __version__, logs
-from .budget import RateLimiter
-from .client import CallMeterClient
-from .exposition import Exposition, render
-from .families import snapshot_families
-from .keysource import KeySource
-from .kinds import KINDS
-from .planner import Floors
-from .poller import Poller
-from .selfmetrics import ExporterMetrics
-from .server import MetricsServer
-from .settings import Settings, parse_listen_address
-from .snapshot import Snapshot
-from .state import StateFile
-from .webhooks import ProbePush, Receiver, WebhookMetrics, WebhookSecrets
+from .. import __version__, logs
+from ..api.budget import RateLimiter
+from ..api.client import CallMeterClient
+from ..api.keysource import KeySource
+from ..expose.exposition import Exposition, render
+from ..expose.families import snapshot_families
+from ..expose.selfmetrics import ExporterMetrics
+from ..expose.server import MetricsServer
+from ..model.kinds import KINDS
+from ..model.snapshot import Snapshot
+from ..poll.nudge import ProbePush
+from ..poll.poller import Poller, PollOptions
+from ..poll.resume import capture, resume
+from ..poll.state import StateFile
+from ..settings import Floors, Settings, parse_listen_address
+from ..webhooks import Receiver, WebhookMetrics, WebhookSecrets
 
-DEMO_KEY_LIMIT = 600
-DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
 STATE_SAVE_INTERVAL = 5.0
 """At most this often the state file is written (when something changed), and once more on stop."""
 
@@ -92,20 +91,22 @@ class Exporter:
             await render_and_publish(snapshot)
 
         hooks = WebhookMetrics(registry, on_change=metrics.mark_changed) if settings.webhooks_enabled else None
-        poller = Poller(
-            client=client, limiter=limiter, metrics=metrics, publish=publish or save_then_publish,
-            project_filter=settings.project_filter,
-            floors=floors or settings.floors,
+        options = PollOptions(
+            project_filter=settings.project_filter, floors=floors or settings.floors,
             lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
-            max_data_age=settings.max_data_age, publish_interval=publish_interval, wall=wall, webhook_metrics=hooks,
-            schedule=settings.schedule, probes_max_interval=settings.probes_max_interval,
-            run_endpoints=settings.run_endpoints, config_details=settings.config_details)
+            max_data_age=settings.max_data_age, publish_interval=publish_interval, schedule=settings.schedule,
+            probes_max_interval=settings.probes_max_interval, run_endpoints=settings.run_endpoints,
+            config_details=settings.config_details)
+        poller = Poller(client=client, limiter=limiter, metrics=metrics, publish=publish or save_then_publish,
+                        options=options, wall=wall, webhook_metrics=hooks)
         exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
         if hooks is not None:
             value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
             secrets = WebhookSecrets(value=value, path=settings.webhook_secret_file if value is None else None)
             exporter.receiver = Receiver(secrets=secrets.current, metrics=hooks,
-                                         sink=ProbePush(poller, spacing=lambda: limiter.interval),
+                                         sink=ProbePush(store=poller.store, scheduler=poller.scheduler,
+                                                        clock=poller.now, republish=poller.republish,
+                                                        spacing=lambda: limiter.interval),
                                          signature_header=settings.webhook_signature_header,
                                          timestamp_header=settings.webhook_timestamp_header,
                                          tolerance=settings.webhook_timestamp_tolerance, wall=wall, clock=loop_time)
@@ -113,14 +114,14 @@ class Exporter:
             exporter.state_file = StateFile(settings.state_file, base_url=base_url or settings.base_url)
             saved = exporter.state_file.load(key=key.get(), lookback_pages=settings.run_lookback_pages)
             if saved is not None:
-                poller.restore(saved)
+                resume(poller, saved)
         return exporter
 
     async def save_state(self) -> None:
         """Write the state file (if one is set): encoded on the event loop, written off it."""
         if self.state_file is None:
             return
-        state = self.poller.saved_state()
+        state = capture(self.poller)
         payload = self.state_file.encode(state, key=self.key.get(), written_at=time.time())
         self.saved_counts = dict(state.runs.finished)
         await asyncio.to_thread(self.state_file.write, payload)
@@ -130,8 +131,8 @@ class Exporter:
         saved: Snapshot | None = None
         while True:
             await asyncio.sleep(STATE_SAVE_INTERVAL)
-            if self.poller.snapshot is not saved:
-                saved = self.poller.snapshot
+            if self.poller.publisher.snapshot is not saved:
+                saved = self.poller.publisher.snapshot
                 await self.save_state()
 
     def landing_page(self) -> str:
@@ -143,7 +144,7 @@ class Exporter:
             interval = self.metrics.intervals.get(resource)
             rows.append(f"<tr><td>{resource}</td><td>{age}</td><td>{f'{interval:.0f} s' if interval else '-'}"
                         "</td></tr>")
-        plan = self.poller.plan
+        plan = self.poller.planning.plan
         stretched = ", ".join(plan.stretched) if plan and plan.stretched else "none"
         path = html.escape(self.settings.telemetry_path)
         up = {True: "up", False: "DOWN", None: "starting"}[self.metrics.up]
@@ -160,8 +161,8 @@ class Exporter:
     async def once(self, out: TextIO = sys.stdout) -> int:
         """One complete refresh, the exposition on `out`; 0 when the API was read, 1 when it was not."""
         task = asyncio.create_task(self.poller.run())
-        settled = asyncio.create_task(self.poller.settled.wait())
-        failed = asyncio.create_task(self.poller.failed.wait())
+        settled = asyncio.create_task(self.poller.readiness.settled.wait())
+        failed = asyncio.create_task(self.poller.readiness.failed.wait())
         try:
             await asyncio.wait({settled, failed, task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -169,7 +170,7 @@ class Exporter:
                 t.cancel()
             await asyncio.gather(task, settled, failed, return_exceptions=True)
             await self.client.aclose()
-        if not self.poller.settled.is_set():
+        if not self.poller.readiness.settled.is_set():
             return 1
         self.exposition.publish(snapshot_families(self.poller.build_snapshot(), now=time.time(),
                                                   packet_loss_unit=self.settings.packet_loss_unit))
@@ -185,13 +186,15 @@ def _servers(exporter: Exporter, ssl_context: ssl.SSLContext | None,
     settings, receiver = exporter.settings, exporter.receiver
     alone = receiver is not None and settings.webhook_listen_address is not None
     servers = [(settings.listen_address, MetricsServer(
-        exposition=exporter.exposition, telemetry_path=settings.telemetry_path, is_ready=exporter.poller.ready.is_set,
+        exposition=exporter.exposition, telemetry_path=settings.telemetry_path,
+        is_ready=exporter.poller.readiness.ready.is_set,
         landing=exporter.landing_page, authorize=authorize, ssl_context=ssl_context,
         receiver=None if alone else receiver, webhook_path=settings.webhook_path))]
     if alone and settings.webhook_listen_address is not None:
         # The receiver and /healthz only, for an Ingress; /metrics stays on the listen address.
         servers.append((settings.webhook_listen_address, MetricsServer(
-            exposition=exporter.exposition, is_ready=exporter.poller.ready.is_set, landing=exporter.landing_page,
+            exposition=exporter.exposition, is_ready=exporter.poller.readiness.ready.is_set,
+            landing=exporter.landing_page,
             ssl_context=ssl_context, receiver=receiver, webhook_path=settings.webhook_path, metrics=False)))
     return servers
 

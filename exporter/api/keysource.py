@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import logs
-from .settings import SettingsError, read_key_file
+from .. import logs
+from ..settings import SettingsError, read_key_file
 
 
 def _sendable(key: str, source: str) -> str:

@@ -25,10 +25,10 @@ from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
 
-from . import logs
+from .. import logs
+from ..webhooks import MAX_BODY_BYTES as WEBHOOK_MAX_BODY_BYTES
+from ..webhooks import Receiver
 from .exposition import Exposition, wants_gzip, wants_openmetrics
-from .webhooks import MAX_BODY_BYTES as WEBHOOK_MAX_BODY_BYTES
-from .webhooks import Receiver
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from .models import TestRun
+from ..api.models import TestRun
 
 COUNTED_RUNS_KEPT = 2000
 DETAIL_RATE_WINDOW = 1800.0

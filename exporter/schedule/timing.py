@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from .models import Probe
+from ..api.models import Probe
 
 DEFAULT_PROBE_DELAY = 10.0
 """Until a probe has been seen, its result is looked for this long after its scheduled execution
@@ -118,6 +118,11 @@ class Learned:
     durationSeconds ..."""
     run_late: dict[str, float] = field(default_factory=dict)
     """... and by when they have usually ended (overruns show here)."""
+
+    def take(self, saved: Learned) -> None:
+        """Take up what a state file kept; what was learned since start stays where the file says nothing."""
+        for f in fields(self):
+            getattr(self, f.name).update(getattr(saved, f.name))
 
 
 # -- probes ----------------------------------------------------------------------------------------

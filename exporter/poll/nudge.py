@@ -16,14 +16,12 @@ flood of deliveries can spend the budget or delay the schedule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable
 
-from ..kinds import KINDS
-from ..scheduler import JobKey, Scheduler
-from ..snapshot import ProjectData
-from .memory import NudgeGate
-from .overlay import StatusOverlay
+from ..model.kinds import KINDS
+from ..schedule.scheduler import JobKey, Scheduler
+from ..webhooks.memory import NudgeGate
+from .store import Store
 
 PROJECTS = KINDS["projects"].name
 PROBES = KINDS["probes"].name
@@ -33,34 +31,25 @@ NUDGE_SHARE = 0.25
 """Reads that webhooks ask for take at most this share of the budget, whatever the number of projects."""
 
 
-class PollerSide(Protocol):
-    """What of the poller a push uses."""
-
-    projects: dict[str, ProjectData]
-    probe_statuses: set[str]
-    overlay: StatusOverlay
-    scheduler: Scheduler
-    hidden_projects: set[str]
-    """Ids and slugs of visible projects that CALLMETER_PROJECTS leaves out."""
-
-    def now(self) -> float: ...
-    def republish(self) -> None: ...
-
-
 class ProbePush:
-    def __init__(self, poller: PollerSide, *, spacing: Callable[[], float]) -> None:
-        """`spacing`: seconds between two requests at the budget's current rate."""
-        self._poller = poller
+    def __init__(self, *, store: Store, scheduler: Scheduler, clock: Callable[[], float],
+                 republish: Callable[[], None], spacing: Callable[[], float]) -> None:
+        """`clock`: the scheduler's (loop) clock; `republish`: publish a snapshot now; `spacing`: seconds
+        between two requests at the budget's current rate."""
+        self._store = store
+        self._scheduler = scheduler
+        self._clock = clock
+        self._republish = republish
         self._spacing = spacing
-        self._gate = NudgeGate(min_gap=NUDGE_GAP, clock=poller.now)
+        self._gate = NudgeGate(min_gap=NUDGE_GAP, clock=clock)
         self._last = float("-inf")
 
     def push_probe_status(self, project_id: str, probe_id: str, status: str | None, received_at: float) -> str:
         """"applied", "unknown_probe" or "unknown_project" (see the module's docstring)."""
-        poller = self._poller
-        data = _find(poller.projects, project_id)
+        store = self._store
+        data = store.find(project_id)
         if data is None:
-            if project_id not in poller.hidden_projects:
+            if project_id not in store.hidden_projects:
                 self._nudge((PROJECTS, None, None))
             return "unknown_project"
         pid = data.project.id
@@ -68,20 +57,14 @@ class ProbePush:
             self._nudge((PROBES, pid, None))
             return "unknown_probe"
         if status is not None:
-            poller.overlay.push(pid, probe_id, status, received_at)
-            poller.probe_statuses.add(status)  # a status only a webhook has named still gets its 0 series
-            poller.republish()
+            store.push_status(pid, probe_id, status, received_at)
+            self._republish()
         self._nudge((PROBES, pid, None))
         return "applied"
 
     def _nudge(self, key: JobKey) -> None:
-        now = self._poller.now()
+        now = self._clock()
         if now - self._last < self._spacing() / NUDGE_SHARE or not self._gate.allow(key[1]):
             return
-        if self._poller.scheduler.nudge(key):
+        if self._scheduler.nudge(key):
             self._last = now
-
-
-def _find(projects: Mapping[str, ProjectData], project_id: str) -> ProjectData | None:
-    """A project by its id, or by its slug (webhooks may name either; ids are opaque)."""
-    return projects.get(project_id) or next((d for d in projects.values() if d.project.slug == project_id), None)

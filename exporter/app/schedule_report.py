@@ -7,13 +7,14 @@ import math
 import time
 from typing import TextIO
 
-from . import errors
-from .choice import choose_reads
-from .client import PER_PAGE
-from .kinds import KINDS, PER_PROJECT, upstream_count
-from .models import Probe, Project
-from .planner import (
-    Floors,
+from ..api import errors
+from ..api.client import PER_PAGE
+from ..api.models import Probe, Project
+from ..model.kinds import KINDS, PER_PROJECT, upstream_count
+from ..poll.poller import DETAIL_PATIENCE
+from ..poll.store import chosen_projects
+from ..schedule.choice import choose_reads
+from ..schedule.planner import (
     Inventory,
     Plan,
     adaptive_detail_room,
@@ -25,8 +26,8 @@ from .planner import (
     plan_for,
     room_per_minute,
 )
-from .poller import DETAIL_PATIENCE, chosen_projects
-from .timing import HORIZON, RUN_TAIL, Learned, ProbeTimes
+from ..schedule.timing import HORIZON, RUN_TAIL, Learned, ProbeTimes
+from ..settings import Floors
 
 READ_LAG = 3.0
 """What a timed read adds to the delay, on average: the margin after a result, the request, publishing."""

@@ -19,9 +19,7 @@ from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .details import ProbeDetail, TestDetail, Threshold
-from .endpoints import EndpointTally
-from .models import (
+from ..api.models import (
     KNOWN_ENDPOINT_OUTCOMES,
     KNOWN_PROBE_STATUSES,
     KNOWN_RUN_STATUSES,
@@ -33,7 +31,9 @@ from .models import (
     Test,
     TestRun,
 )
-from .snapshot import ProjectData, Snapshot
+from ..model.details import ProbeDetail, TestDetail, Threshold
+from ..model.endpoints import EndpointTally
+from ..model.snapshot import ProjectData, Snapshot
 
 CACHED = "Cached: refreshed in the background from the CallMeter API, which is rate-limited."
 PROBE_LABELS = ["project", "probe_id", "probe"]

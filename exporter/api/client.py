@@ -45,7 +45,8 @@ from typing import Any, Protocol, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from . import __version__, errors, logs
+from .. import __version__, logs
+from . import errors
 from .budget import RateLimiter
 from .keysource import KeySource
 from .models import Pagination

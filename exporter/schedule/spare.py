@@ -24,16 +24,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .details import ProbeDetail, TestDetail
-from .endpoints import EndpointTracker
-from .runs import ProjectRuns, newer
-from .snapshot import ProjectData
+from ..model.details import ProbeDetail, TestDetail
+from ..model.endpoints import EndpointTracker
+from ..model.kinds import ENDPOINTS, PROBE_DETAILS, TEST_DETAILS
+from ..model.runs import ProjectRuns, newer
+from ..model.snapshot import ProjectData
 
 RunEndpoints = Literal["auto", "on", "off"]
 ConfigDetails = Literal["auto", "off"]
-ENDPOINTS = "test_run_endpoints"
-PROBE_DETAILS = "probe_details"
-TEST_DETAILS = "test_details"
 SPARE_JOBS = 2
 """Spare jobs of each kind of work (listing pages, details) queued at once: enough to use the idle
 slots of a large budget."""

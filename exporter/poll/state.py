@@ -31,13 +31,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import logs
-from .details import ProbeDetail, TestDetail
-from .endpoints import EndpointTally
-from .models import Probe, Project, Registrar, Test, TestRun
-from .runs import ProjectRuns, RunTracker
-from .snapshot import ProjectData
-from .timing import Learned
+from .. import logs
+from ..api.models import Probe, Project, Registrar, Test, TestRun
+from ..model.details import ProbeDetail, TestDetail
+from ..model.endpoints import EndpointTally
+from ..model.runs import ProjectRuns, RunTracker
+from ..model.snapshot import ProjectData
+from ..schedule.timing import Learned
 
 FORMAT = "callmeter-exporter-state"
 VERSION = 2

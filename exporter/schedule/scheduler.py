@@ -17,8 +17,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from .budget import RateLimiter
-from .kinds import KINDS
+from ..api.budget import RateLimiter
+from ..model.kinds import KINDS
 
 FIRST_READ = 10.0
 """Subtracted from a list's priority until it has been read once."""

@@ -20,22 +20,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from .kinds import KINDS, PERIODIC, Kind
+from ..model.kinds import KINDS, PERIODIC, Kind
+from ..settings import Floors
 
 DETAIL_HEADROOM = 1.25
 """The detail reserve is this many times the rate at which details are wanted: runs finish in bursts,
 and a queue drains only with room to spare."""
 DETAIL_DRAIN = 120.0
 """Adaptive: the reserve is also at least what fetches the details pending now within this many seconds."""
-
-
-@dataclass(frozen=True, slots=True)
-class Floors:
-    """Refresh each class at most this often (seconds)."""
-
-    probes: float = 60.0
-    test_runs: float = 60.0
-    inventory: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from .models import ApiModel, Id, LenientFloat, LenientInt, LenientStr
+from ..api.models import ApiModel, Id, LenientFloat, LenientInt, LenientStr
 
 Unit = Literal["ms", "s", "percent", "ratio", "mos"]
 

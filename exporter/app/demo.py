@@ -1,20 +1,21 @@
-"""What the command line runs: the daemon, --once, --show-schedule, and the demo around any of them."""
+"""The demo: the built-in CallMeter simulator on loopback, and the settings that point the exporter at it."""
 
 from __future__ import annotations
 
 import secrets
-import ssl
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from . import logs
-from .daemon import DEMO_FLOORS, DEMO_KEY_LIMIT, Exporter, serve
-from .keysource import KeySource
-from .settings import Settings, SettingsError, read_webhook_secrets
-from .simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
+from .. import logs
+from ..api.keysource import KeySource
+from ..settings import Floors, Settings, read_webhook_secrets
+from ..simulator import DEMO_KEY, DEMO_KEY_LIMIT, Simulator, SimulatorServer, WorldConfig
+from .daemon import Exporter
+
+DEMO_FLOORS = Floors(probes=5.0, test_runs=5.0, inventory=20.0)
+"""The demo's simulated account changes every few seconds, and its key allows DEMO_KEY_LIMIT a minute."""
 
 
 def demo_webhook_secret(settings: Settings) -> str:
@@ -64,39 +65,3 @@ def start_demo(settings: Settings) -> Demo:
     if not settings.webhooks_enabled:
         update["webhook_secret"] = SecretStr(webhook_secret)
     return Demo(server, settings.model_copy(update=update), KeySource(value=DEMO_KEY), webhook_secret)
-
-
-async def web_security(settings: Settings, exporter: Exporter
-                       ) -> tuple[ssl.SSLContext | None, Callable[[str | None], bool] | None]:
-    """TLS and basic auth from the web config file, if one is set."""
-    if settings.web_config_file is None:
-        return None, None
-    from .webconfig import WebConfigError, load_web_config
-
-    try:
-        web = load_web_config(settings.web_config_file)
-    except WebConfigError as exc:
-        await exporter.client.aclose()
-        raise SettingsError(f"CALLMETER_WEB_CONFIG_FILE: {exc}") from None
-    return web.ssl_context(), web.authorizer()
-
-
-async def run(settings: Settings, *, once: bool = False, show_schedule: bool = False) -> int:
-    demo = start_demo(settings) if settings.demo else None
-    if demo is not None:
-        settings = demo.settings
-    try:
-        exporter = Exporter.build(settings, key=demo.key if demo else None, floors=DEMO_FLOORS if demo else None)
-        if once:
-            return await exporter.once()
-        if show_schedule:
-            from .schedule_report import show_schedule as report
-
-            return await report(exporter, sys.stdout)
-        ssl_context, authorize = await web_security(settings, exporter)
-        return await serve(exporter, ssl_context=ssl_context, authorize=authorize,
-                           on_listening=(lambda port: demo.announce(exporter, port)) if demo else None)
-    finally:
-        if demo is not None:
-            demo.server.stop()
-        logs.forget_secrets()

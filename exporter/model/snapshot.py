@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..api.models import Probe, Project, Registrar, Test, TestRun
 from .details import ProbeDetail, TestDetail
 from .endpoints import EndpointTally
-from .models import Probe, Project, Registrar, Test, TestRun
 
 
 @dataclass(frozen=True, slots=True)

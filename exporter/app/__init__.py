@@ -1,0 +1,1 @@
+"""Wiring and the commands: Exporter.build, serve, --once, --show-schedule and the demo."""

@@ -1,0 +1,1 @@
+"""What the exporter knows: the table of kinds, the snapshot, runs, endpoint outcomes, details."""

@@ -1,0 +1,1 @@
+"""The poller: runs the jobs, keeps what was read, publishes snapshots, saves state."""
