@@ -56,6 +56,9 @@ class Exporter:
     webhook_url: str | None = None
     """Where the receiver listens, once `serve` has started it."""
 
+    wall: Callable[[], float] = time.time
+    """The clock the exporter stamps its data with (the simulator's, in simulated runs)."""
+
     @classmethod
     def build(cls, settings: Settings, *, base_url: str | None = None, key: KeySource | None = None,
               floors: Floors | None = None, transport: httpx.AsyncBaseTransport | None = None,
@@ -68,54 +71,38 @@ class Exporter:
         limiter = RateLimiter(per_minute=per_minute, window_cap=max(1, int(per_minute)), clock=loop_time)
         registry = CollectorRegistry(auto_describe=False)
         metrics = ExporterMetrics(registry, budget_per_minute=per_minute, current_rate=lambda: limiter.per_minute)
-        exposition = Exposition(registry, metrics)
-        if key is None:
-            secret = settings.api_key.get_secret_value() if settings.api_key else None
-            key = KeySource(value=secret, path=settings.api_key_file if secret is None else None)
+        key = key or _key_source(settings)
         client = CallMeterClient(base_url=base_url or settings.base_url, key=key, limiter=limiter,
                                  timeout=settings.http_timeout, max_concurrency=settings.max_concurrency,
                                  observer=metrics, transport=transport)
-        unit = settings.packet_loss_unit
-
-        async def render_and_publish(snapshot: Snapshot) -> None:
-            # A large account takes a second to render: off the event loop, scrapes keep being served.
-            rendered = await asyncio.to_thread(
-                lambda: render(snapshot_families(snapshot, now=wall(), packet_loss_unit=unit)))
-            exposition.publish_rendered(rendered)
-
-        async def save_then_publish(snapshot: Snapshot) -> None:
-            # New counter values reach the file before any scrape can see them: a kill -9 can lose
-            # the last seconds of data, but never roll a counter Prometheus has read back (a reset).
-            if exporter.state_file is not None and snapshot.finished_runs != exporter.saved_counts:
-                await exporter.save_state()
-            await render_and_publish(snapshot)
-
         hooks = WebhookMetrics(registry, on_change=metrics.mark_changed) if settings.webhooks_enabled else None
-        options = PollOptions(
-            project_filter=settings.project_filter, floors=floors or settings.floors,
-            lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
-            max_data_age=settings.max_data_age, publish_interval=publish_interval, schedule=settings.schedule,
-            probes_max_interval=settings.probes_max_interval, run_endpoints=settings.run_endpoints,
-            config_details=settings.config_details)
-        poller = Poller(client=client, limiter=limiter, metrics=metrics, publish=publish or save_then_publish,
-                        options=options, wall=wall, webhook_metrics=hooks)
-        exporter = cls(settings, registry, metrics, exposition, limiter, client, poller, key)
+        poller = Poller(client=client, limiter=limiter, metrics=metrics,
+                        publish=publish or (lambda snapshot: exporter.publish(snapshot)),
+                        options=PollOptions.of(settings, floors=floors, publish_interval=publish_interval),
+                        wall=wall, webhook_metrics=hooks)
+        exporter = cls(settings, registry, metrics, Exposition(registry, metrics), limiter, client, poller, key,
+                       wall=wall)
         if hooks is not None:
-            value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            secrets = WebhookSecrets(value=value, path=settings.webhook_secret_file if value is None else None)
-            exporter.receiver = Receiver(secrets=secrets.current, metrics=hooks,
-                                         sink=ProbePush(store=poller.store, scheduler=poller.scheduler,
-                                                        clock=poller.now, republish=poller.republish,
-                                                        spacing=lambda: limiter.interval),
-                                         signature_header=settings.webhook_signature_header,
-                                         timestamp_header=settings.webhook_timestamp_header,
-                                         tolerance=settings.webhook_timestamp_tolerance, wall=wall, clock=loop_time)
+            exporter.receiver = _receiver(settings, hooks, poller, spacing=lambda: limiter.interval, clock=loop_time)
         if settings.state_file is not None:
             exporter.state_file = StateFile(settings.state_file, base_url=base_url or settings.base_url)
             saved = exporter.state_file.load(key=key.get(), lookback_pages=settings.run_lookback_pages)
             if saved is not None:
                 resume(poller, saved)
         return exporter
+
+    async def publish(self, snapshot: Snapshot) -> None:
+        """Save the state file when a counter moved, then render the snapshot for /metrics.
+
+        New counter values reach the file before any scrape can see them: a kill -9 can lose the last
+        seconds of data, but never roll a counter Prometheus has read back (a reset)."""
+        if self.state_file is not None and snapshot.finished_runs != self.saved_counts:
+            await self.save_state()
+        unit, wall = self.settings.packet_loss_unit, self.wall
+        # A large account takes a second to render: off the event loop, scrapes keep being served.
+        rendered = await asyncio.to_thread(
+            lambda: render(snapshot_families(snapshot, now=wall(), packet_loss_unit=unit)))
+        self.exposition.publish_rendered(rendered)
 
     async def save_state(self) -> None:
         """Write the state file (if one is set): encoded on the event loop, written off it."""
@@ -178,6 +165,24 @@ class Exporter:
         out.write(b"".join(parts).decode())
         out.flush()
         return 0
+
+
+def _key_source(settings: Settings) -> KeySource:
+    secret = settings.api_key.get_secret_value() if settings.api_key else None
+    return KeySource(value=secret, path=settings.api_key_file if secret is None else None)
+
+
+def _receiver(settings: Settings, hooks: WebhookMetrics, poller: Poller, *, spacing: Callable[[], float],
+              clock: Callable[[], float]) -> Receiver:
+    """The webhook receiver, handing verified deliveries to the poller's store and scheduler."""
+    value = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    secrets = WebhookSecrets(value=value, path=settings.webhook_secret_file if value is None else None)
+    push = ProbePush(store=poller.store, scheduler=poller.scheduler, clock=poller.now, republish=poller.republish,
+                     spacing=spacing)
+    return Receiver(secrets=secrets.current, metrics=hooks, sink=push,
+                    signature_header=settings.webhook_signature_header,
+                    timestamp_header=settings.webhook_timestamp_header,
+                    tolerance=settings.webhook_timestamp_tolerance, wall=poller.wall, clock=clock)
 
 
 def _servers(exporter: Exporter, ssl_context: ssl.SSLContext | None,

@@ -27,7 +27,7 @@ from ..model.snapshot import Snapshot
 from ..schedule.adaptive import TimingPolicy
 from ..schedule.scheduler import Job, Scheduler
 from ..schedule.spare import ConfigDetails, RunEndpoints, Spare
-from ..settings import Floors
+from ..settings import Floors, Settings
 from ..webhooks.metrics import WebhookMetrics
 from .overlay import StatusOverlay
 from .planning import Planning
@@ -56,6 +56,15 @@ class PollOptions:
     probes_max_interval: float = 300.0
     run_endpoints: RunEndpoints = "auto"
     config_details: ConfigDetails = "auto"
+
+    @classmethod
+    def of(cls, settings: Settings, *, floors: Floors | None = None, publish_interval: float = 1.0) -> PollOptions:
+        """The settings' options; `floors` replaces the *_MIN_INTERVAL settings (the demo's)."""
+        return cls(project_filter=settings.project_filter, floors=floors or settings.floors,
+                   lookback_pages=settings.run_lookback_pages, max_concurrency=settings.max_concurrency,
+                   max_data_age=settings.max_data_age, publish_interval=publish_interval, schedule=settings.schedule,
+                   probes_max_interval=settings.probes_max_interval, run_endpoints=settings.run_endpoints,
+                   config_details=settings.config_details)
 
 
 class Poller:
