@@ -17,6 +17,10 @@ virtual clock (`tests.support.vclock.run_virtual`), so six hours take seconds an
   tests, registrars, every page of its test runs and the detail of every run listed, one request at a
   time through the same client and limiter.
 
+Each case replays exactly: its clock is virtual, the simulator draws its faults from the world's seed,
+and `run_virtual` seeds the exporter's retry jitter. The tables are the same on every run of the same
+code, whichever worker runs a case and whatever ran there before (`tests/test_determinism.py`).
+
 Cases. Today's inventories: small (1 project, 5 probes, 10 tests), medium (10, 50, 100) and large
 (50, 500, 1000), at 10, 60, 120 and 600 requests a minute. `free`: the realistic Free plan, 3 projects,
 2 probes each at 5 minutes, 10 tests, 10 a minute. `free+faults`: the same key where the API answers 20 %

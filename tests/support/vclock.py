@@ -3,11 +3,15 @@
 When the loop has nothing ready to run, instead of blocking until the next timer it jumps its clock
 forward to that timer. Code under test keeps using `loop.time()` and `asyncio.sleep()` unchanged.
 Only for in-process traffic (an httpx transport, not sockets): real I/O is polled, never waited on.
+
+A run replays exactly: the clock is virtual, and `run_virtual` seeds the one source of chance the
+exporter has, its retry jitter (`random.uniform` in `exporter.client`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import selectors
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -48,10 +52,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._virtual_now = max(self._virtual_now, moment)
 
 
-def run_virtual(main: Coroutine[Any, Any, T], *, start: float = 0.0) -> T:
-    """Run a coroutine to completion on a fresh virtual-time loop."""
+def run_virtual(main: Coroutine[Any, Any, T], *, start: float = 0.0, seed: int = 0) -> T:
+    """Run a coroutine to completion on a fresh virtual-time loop, with `random` seeded.
+
+    Unseeded, the retry jitter would differ with whatever drew from `random` before in the process (a
+    benchmark worker's earlier cases) and from one process to the next; the caller's state comes back after."""
     loop = VirtualTimeLoop(start)
+    state = random.getstate()
+    random.seed(seed)
     try:
         return loop.run_until_complete(main)
     finally:
+        random.setstate(state)
         loop.close()
