@@ -87,6 +87,17 @@ class Settings(BaseSettings):
                                   "schedule); its folder must exist and be writable. Default: none (start cold).")
     web_config_file: Path | None = Field(default=None,
                                          description="exporter-toolkit web config (TLS, basic auth) for /metrics.")
+    web_max_connections: int = Field(
+        default=512, ge=8, le=65536,
+        description="Open connections each listener keeps at most; at the cap the longest-idle one is closed "
+                    "to make room.")
+    web_header_timeout: float = Field(
+        default=10.0, gt=0, le=30,
+        description="Seconds a client has to send a whole request head once it has begun (at most 30).")
+    web_idle_timeout: float = Field(
+        default=75.0, gt=0, le=3600, description="Seconds an idle keep-alive connection is kept open.")
+    webhook_body_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds a webhook delivery's body has to arrive in full.")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="json, console, or auto (console on a terminal, else json).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")

@@ -7,24 +7,25 @@ import sys
 from collections.abc import Callable
 
 from .. import logs
+from ..expose.webconfig import WebConfigError, load_web_config
+from ..expose.webwatch import WebConfigWatch
 from ..settings import Settings, SettingsError
-from .daemon import Exporter, serve
+from .daemon import Exporter
 from .demo import DEMO_FLOORS, start_demo
+from .serve import serve
 
 
 async def web_security(settings: Settings, exporter: Exporter
                        ) -> tuple[ssl.SSLContext | None, Callable[[str | None], bool] | None]:
-    """TLS and basic auth from the web config file, if one is set."""
+    """TLS and basic auth from the web config file, if one is set; re-read when its files change."""
     if settings.web_config_file is None:
         return None, None
-    from ..expose.webconfig import WebConfigError, load_web_config
-
     try:
-        web = load_web_config(settings.web_config_file)
+        watch = WebConfigWatch(load_web_config(settings.web_config_file))
     except WebConfigError as exc:
         await exporter.client.aclose()
         raise SettingsError(f"CALLMETER_WEB_CONFIG_FILE: {exc}") from None
-    return web.ssl_context(), web.authorizer()
+    return watch.ssl_context(), watch.authorize
 
 
 async def run(settings: Settings, *, once: bool = False, show_schedule: bool = False) -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import signal
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,21 +13,21 @@ from typing import TextIO
 import httpx
 from prometheus_client import CollectorRegistry
 
-from .. import __version__, logs
+from .. import __version__
 from ..api.budget import RateLimiter
 from ..api.client import CallMeterClient
 from ..api.keysource import KeySource
+from ..expose.edge import Rejections
 from ..expose.exposition import Exposition, render
 from ..expose.families import snapshot_families
 from ..expose.selfmetrics import ExporterMetrics
-from ..expose.server import MetricsServer
 from ..model.kinds import KINDS
 from ..model.snapshot import Snapshot
 from ..poll.nudge import ProbePush
 from ..poll.poller import Poller, PollOptions
 from ..poll.resume import capture, resume
 from ..poll.state import StateFile
-from ..settings import Floors, Settings, parse_listen_address
+from ..settings import Floors, Settings
 from ..webhooks import Receiver, WebhookMetrics, WebhookSecrets
 
 STATE_SAVE_INTERVAL = 5.0
@@ -48,6 +46,8 @@ class Exporter:
     client: CallMeterClient
     poller: Poller
     key: KeySource
+    rejections: Rejections
+    """The HTTP edge's rejected requests, by listener and reason."""
     state_file: StateFile | None = None
     saved_counts: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     """The finished-run counters as last written to the state file."""
@@ -80,8 +80,9 @@ class Exporter:
                         publish=publish or (lambda snapshot: exporter.publish(snapshot)),
                         options=PollOptions.of(settings, floors=floors, publish_interval=publish_interval),
                         wall=wall, webhook_metrics=hooks)
+        rejections = Rejections(registry, listener_names(settings), on_change=metrics.mark_changed)
         exporter = cls(settings, registry, metrics, Exposition(registry, metrics), limiter, client, poller, key,
-                       wall=wall)
+                       rejections, wall=wall)
         if hooks is not None:
             exporter.receiver = _receiver(settings, hooks, poller, spacing=lambda: limiter.interval, clock=loop_time)
         if settings.state_file is not None:
@@ -167,6 +168,11 @@ class Exporter:
         return 0
 
 
+def listener_names(settings: Settings) -> tuple[str, ...]:
+    """The `listener` label values: the receiver on an address of its own is a second listener."""
+    return ("main", "webhooks") if settings.webhooks_enabled and settings.webhook_listen_address else ("main",)
+
+
 def _key_source(settings: Settings) -> KeySource:
     secret = settings.api_key.get_secret_value() if settings.api_key else None
     return KeySource(value=secret, path=settings.api_key_file if secret is None else None)
@@ -183,80 +189,3 @@ def _receiver(settings: Settings, hooks: WebhookMetrics, poller: Poller, *, spac
                     signature_header=settings.webhook_signature_header,
                     timestamp_header=settings.webhook_timestamp_header,
                     tolerance=settings.webhook_timestamp_tolerance, wall=poller.wall, clock=clock)
-
-
-def _servers(exporter: Exporter, ssl_context: ssl.SSLContext | None,
-             authorize: Callable[[str | None], bool] | None) -> list[tuple[str, MetricsServer]]:
-    """(address, server): the metrics server, with the receiver on it or, given its own address, beside it."""
-    settings, receiver = exporter.settings, exporter.receiver
-    alone = receiver is not None and settings.webhook_listen_address is not None
-    servers = [(settings.listen_address, MetricsServer(
-        exposition=exporter.exposition, telemetry_path=settings.telemetry_path,
-        is_ready=exporter.poller.readiness.ready.is_set,
-        landing=exporter.landing_page, authorize=authorize, ssl_context=ssl_context,
-        receiver=None if alone else receiver, webhook_path=settings.webhook_path))]
-    if alone and settings.webhook_listen_address is not None:
-        # The receiver and /healthz only, for an Ingress; /metrics stays on the listen address.
-        servers.append((settings.webhook_listen_address, MetricsServer(
-            exposition=exporter.exposition, is_ready=exporter.poller.readiness.ready.is_set,
-            landing=exporter.landing_page,
-            ssl_context=ssl_context, receiver=receiver, webhook_path=settings.webhook_path, metrics=False)))
-    return servers
-
-
-async def _start(exporter: Exporter, servers: list[tuple[str, MetricsServer]], tls: bool) -> bool:
-    """Start every server and log where; on a failure, close those started and say why."""
-    log = logs.get_logger()
-    settings = exporter.settings
-    started: list[MetricsServer] = []
-    for address, server in servers:
-        try:
-            await server.start(*parse_listen_address(address))
-        except OSError as exc:
-            log.error("server.listen_failed", address=address, error=str(exc))
-            for running in started:
-                await running.close()
-            return False
-        started.append(server)
-    host = settings.host_port[0]
-    log.info("server.listening", address=f"{host or '0.0.0.0'}:{servers[0][1].port}", path=settings.telemetry_path,
-             budget_per_minute=exporter.metrics.budget_per_minute, version=__version__)
-    if exporter.receiver is not None:
-        address, server = servers[-1]
-        hook_host = parse_listen_address(address)[0]
-        scheme = "https" if tls else "http"
-        exporter.webhook_url = f"{scheme}://{hook_host or '127.0.0.1'}:{server.port}{settings.webhook_path}"
-        log.info("webhooks.listening", address=f"{hook_host or '0.0.0.0'}:{server.port}",
-                 path=settings.webhook_path, signature_header=settings.webhook_signature_header)
-    return True
-
-
-async def serve(exporter: Exporter, *, ssl_context: ssl.SSLContext | None = None,
-                authorize: Callable[[str | None], bool] | None = None,
-                on_listening: Callable[[int], None] | None = None) -> int:
-    """Poll and serve until SIGTERM or SIGINT; return the exit code."""
-    servers = _servers(exporter, ssl_context, authorize)
-    if not await _start(exporter, servers, ssl_context is not None):
-        await exporter.client.aclose()
-        return 2
-    log = logs.get_logger()
-    if on_listening is not None:
-        on_listening(servers[0][1].port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    poll = asyncio.create_task(exporter.poller.run(), name="callmeter-poller")
-    keeper = asyncio.create_task(exporter.keep_state(), name="callmeter-state")
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("exporter.stopping")
-    for task in (poll, keeper, stopper):
-        task.cancel()
-    await asyncio.gather(poll, keeper, stopper, return_exceptions=True)
-    await exporter.save_state()
-    for _, server in servers:
-        await server.close()
-    await exporter.client.aclose()
-    log.info("exporter.stopped")
-    return 0

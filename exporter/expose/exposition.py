@@ -21,7 +21,6 @@ import io
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import utils as client_utils
@@ -142,9 +141,10 @@ def _render_plain_family(family: Metric) -> tuple[bytes, bytes, bytes] | None:
     return text_head.encode(), openmetrics_head.encode(), "".join(lines).encode()
 
 
-@lru_cache(maxsize=64)
 def _preferences(header: str) -> dict[str, float]:
-    """`a/b;q=0.5, c` -> {"a/b": 0.5, "c": 1.0}, keeping the highest q of each token; a malformed q counts as 0."""
+    """`a/b;q=0.5, c` -> {"a/b": 0.5, "c": 1.0}, keeping the highest q of each token; a malformed q counts as 0.
+
+    Not cached: the header is the client's to choose, and a cache keyed by it is memory a client fills."""
     weights: dict[str, float] = {}
     for item in header.split(","):
         token, *params = item.split(";")

@@ -141,6 +141,9 @@ class Receiver:
             delivery = parse_delivery(payload)
         except (BadPayload, BadTimestamp) as exc:
             return self._reject("bad_payload", str(exc), verified_at=now)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # Signed, yet a shape no check above foresaw: still the sender's fault, never a crash.
+            return self._reject("bad_payload", f"unreadable payload ({type(exc).__name__})", verified_at=now)
         if at is not None and self._tolerance and abs(now - at) > self._tolerance:
             return self._reject("stale", f"delivery time {now - at:+.0f} s from now; the tolerance is "
                                 f"{self._tolerance:.0f} s (CALLMETER_WEBHOOK_TIMESTAMP_TOLERANCE)", verified_at=now)

@@ -92,10 +92,19 @@ def parse_time(value: Any) -> float:
                 raise BadTimestamp("the timestamp is neither Unix time nor ISO 8601") from None
             if parsed.tzinfo is None:
                 raise BadTimestamp("an ISO 8601 timestamp needs a time zone") from None
-            return parsed.timestamp()
-    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            try:
+                return parsed.timestamp()
+            except (OverflowError, ValueError, OSError):
+                raise BadTimestamp("the ISO 8601 timestamp is out of range") from None
+    if not isinstance(value, int | float):
+        raise BadTimestamp("the timestamp is not a number")
+    try:
+        seconds = float(value)  # an int of 400 digits does not fit a float: OverflowError, not a crash below
+    except OverflowError:
+        raise BadTimestamp("the timestamp is out of range") from None
+    if not math.isfinite(seconds) or seconds <= 0:
         raise BadTimestamp("the timestamp is not a positive number")
-    return value / 1000 if value > _MILLISECONDS else float(value)
+    return seconds / 1000 if seconds > _MILLISECONDS else seconds
 
 
 def delivery_time(headers: Mapping[str, str], header_name: str, payload: Mapping[str, Any]) -> float | None:
