@@ -8,14 +8,14 @@ import asyncio
 import sys
 
 from . import __version__, logs
-from .flags import add_setting, setting_overrides
+from .flags import Parser, add_setting, setting_overrides
 from .settings import Settings, SettingsError, load
 
 EXIT_BAD_SETTING = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="callmeter-exporter",
         description="Prometheus exporter for CallMeter. Polls the CallMeter API in the background within the "
                     "key's rate limit and serves cached probe health and call quality on /metrics.",

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
                                 description="host:port to serve on (empty host: every interface).")
     telemetry_path: str = Field(default="/metrics", description="Path of the metrics endpoint.")
     plan: Literal["free", "basic", "pro", "enterprise"] = Field(
-        default="free", description="CallMeter plan of the key: sets the rate limit (10, 60, 120 a minute).")
+        default="free", description="CallMeter plan of the key: sets the rate limit (free 10, basic 60, pro 120 "
+                                    "a minute; enterprise: give CALLMETER_REQUESTS_PER_MINUTE).")
     requests_per_minute: int | None = Field(
         default=None, ge=1, le=100_000,
         description="The key's rate limit a minute; overrides the plan. Required for enterprise.")

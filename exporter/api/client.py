@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -106,6 +107,8 @@ class _Answer:
 class _Limits:
     timeout: float
     max_body_bytes: int
+    host: str = ""
+    """The API's host, named in transport errors (where a person looks first when nothing answers)."""
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
@@ -156,7 +159,7 @@ class _TooLarge(Exception):
 
 
 def _timed_out(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
-    return errors.ApiTimeout(f"{route}: no complete answer within {limits.timeout:g}s", route=route)
+    return errors.ApiTimeout(f"{route} at {limits.host}: no complete answer within {limits.timeout:g}s", route=route)
 
 
 def _undecodable(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
@@ -170,8 +173,8 @@ def _too_large(route: str, exc: BaseException, limits: _Limits) -> errors.ApiErr
 
 def _unreachable(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
     detail = logs.redact_text(str(exc))[:200]
-    return errors.ApiConnectionError(f"{route}: {type(exc).__name__}" + (f": {detail}" if detail else ""),
-                                     route=route)
+    return errors.ApiConnectionError(f"cannot reach {limits.host} ({route}): {type(exc).__name__}"
+                                     + (f": {detail}" if detail else ""), route=route)
 
 
 _Convert = Callable[[str, BaseException, _Limits], errors.ApiError]
@@ -327,7 +330,8 @@ class CallMeterClient:
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._key = key
-        self._limits = _Limits(timeout=timeout, max_body_bytes=max_body_bytes)
+        self._limits = _Limits(timeout=timeout, max_body_bytes=max_body_bytes,
+                               host=urlsplit(base_url).netloc or base_url)
         self._limiter = limiter
         self._max_attempts = max_attempts
         self._recorder = _Recorder(observer or NullObserver())

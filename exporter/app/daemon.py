@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -13,7 +12,6 @@ from typing import TextIO
 import httpx
 from prometheus_client import CollectorRegistry
 
-from .. import __version__
 from ..api.budget import RateLimiter
 from ..api.client import CallMeterClient
 from ..api.keysource import KeySource
@@ -29,6 +27,7 @@ from ..poll.resume import capture, resume
 from ..poll.state import StateFile
 from ..settings import Floors, Settings
 from ..webhooks import Receiver, WebhookMetrics, WebhookSecrets
+from .landing import LandingFacts, landing_page
 
 STATE_SAVE_INTERVAL = 5.0
 """At most this often the state file is written (when something changed), and once more on stop."""
@@ -124,30 +123,18 @@ class Exporter:
                 await self.save_state()
 
     def landing_page(self) -> str:
-        now = time.time()
-        rows = []
-        for resource in KINDS:
-            at = self.metrics.last_success.get(resource)
-            age = f"{now - at:.0f} s ago" if at else "never"
-            interval = self.metrics.intervals.get(resource)
-            rows.append(f"<tr><td>{resource}</td><td>{age}</td><td>{f'{interval:.0f} s' if interval else '-'}"
-                        "</td></tr>")
         plan = self.poller.planning.plan
-        stretched = ", ".join(plan.stretched) if plan and plan.stretched else "none"
-        path = html.escape(self.settings.telemetry_path)
-        up = {True: "up", False: "DOWN", None: "starting"}[self.metrics.up]
-        return (
-            "<!doctype html><html><head><title>CallMeter exporter</title></head><body>"
-            f"<h1>CallMeter exporter {html.escape(__version__)}</h1>"
-            f"<p>API: <b>{up}</b> &middot; budget {self.metrics.budget_per_minute:.1f} requests/min, "
-            f"now {self.limiter.per_minute:.1f}/min &middot; intervals stretched: {html.escape(stretched)}</p>"
-            f'<p><a href="{path}">Metrics</a> &middot; <a href="/healthz">/healthz</a> &middot; '
-            '<a href="/readyz">/readyz</a></p>'
-            "<table border=1 cellpadding=4><tr><th>resource</th><th>last success</th><th>interval</th></tr>"
-            + "".join(rows) + "</table></body></html>")
+        return landing_page(LandingFacts(
+            up=self.metrics.up, down_reason=self.metrics.down_reason, demo=self.settings.demo,
+            budget_per_minute=self.metrics.budget_per_minute, rate_per_minute=self.limiter.per_minute,
+            stretched=plan.stretched if plan else (), telemetry_path=self.settings.telemetry_path,
+            resources=tuple(KINDS), last_success=self.metrics.last_success, intervals=self.metrics.intervals,
+            now=time.time()))
 
-    async def once(self, out: TextIO = sys.stdout) -> int:
-        """One complete refresh, the exposition on `out`; 0 when the API was read, 1 when it was not."""
+    async def once(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+        """One complete refresh, the exposition on `out`; 0 when the API was read, 1 when it was not
+        (and why, on `err`)."""
+        print(f"callmeter-exporter: one complete refresh from {self.settings.base_url} ...", file=err, flush=True)
         task = asyncio.create_task(self.poller.run())
         settled = asyncio.create_task(self.poller.readiness.settled.wait())
         failed = asyncio.create_task(self.poller.readiness.failed.wait())
@@ -159,6 +146,8 @@ class Exporter:
             await asyncio.gather(task, settled, failed, return_exceptions=True)
             await self.client.aclose()
         if not self.poller.readiness.settled.is_set():
+            reason = self.metrics.down_reason or "the refresh did not complete"
+            print(f"callmeter-exporter: could not read the CallMeter API: {reason}", file=err, flush=True)
             return 1
         self.exposition.publish(snapshot_families(self.poller.build_snapshot(), now=time.time(),
                                                   packet_loss_unit=self.settings.packet_loss_unit))

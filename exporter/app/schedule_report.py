@@ -4,6 +4,7 @@ how soon each class of data shows a change."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import TextIO
 
@@ -28,14 +29,15 @@ from ..schedule.planner import (
 )
 from ..schedule.timing import HORIZON, RUN_TAIL, Learned, ProbeTimes
 from ..settings import Floors
+from .daemon import Exporter
 
 READ_LAG = 3.0
 """What a timed read adds to the delay, on average: the margin after a result, the request, publishing."""
 
 
-async def read_inventory(exporter: object, project_filter: tuple[str, ...]) -> tuple[Inventory, list[Project]]:
+async def read_inventory(exporter: Exporter, project_filter: tuple[str, ...]) -> tuple[Inventory, list[Project]]:
     """One request for the project list; per project, a listing only where the list lacks a count."""
-    client = exporter.client  # type: ignore[attr-defined]
+    client = exporter.client
     projects = await client.list_all(KINDS["projects"].route, KINDS["projects"].path(), Project)
     chosen = chosen_projects(projects, project_filter)
     requests = dict.fromkeys((k.name for k in PER_PROJECT), 0.0)
@@ -114,11 +116,11 @@ def format_delays(plan: Plan, fixed: Plan, *, probe_wait: float | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def probe_timing(exporter: object, chosen: list[Project], *, fixed_interval: float, max_interval: float
+async def probe_timing(exporter: Exporter, chosen: list[Project], *, fixed_interval: float, max_interval: float
                        ) -> tuple[ProbeTimes, float, dict[str, float]]:
     """Each project's probe list, read once: (the timing policy, probe-list requests a minute that one
     read per execution would take, the pages of each project's list)."""
-    client = exporter.client  # type: ignore[attr-defined]
+    client = exporter.client
     times = ProbeTimes(Learned(), max_interval=max_interval)
     now = time.time()
     wanted = 0.0
@@ -163,10 +165,12 @@ def format_spare(plan: Plan, inventory: Inventory, projects: list[Project], *, r
     return "\n".join(lines) + "\n"
 
 
-async def show_schedule(exporter: object, out: TextIO) -> int:
-    settings = exporter.settings  # type: ignore[attr-defined]
-    floors = settings.floors
+async def show_schedule(exporter: Exporter, out: TextIO, err: TextIO = sys.stderr) -> int:
+    """Read the inventory once and print the plan on `out`; progress and errors go to `err`."""
+    settings = exporter.settings
+    floors = exporter.poller.planning.floors  # what the exporter runs with (the demo's are its own)
     budget = settings.budget_per_minute
+    print(f"callmeter-exporter: reading the inventory from {settings.base_url} ...", file=err, flush=True)
     try:
         inventory, chosen = await read_inventory(exporter, settings.project_filter)
         fixed = plan_for(inventory, floors, budget)
@@ -179,22 +183,16 @@ async def show_schedule(exporter: object, out: TextIO) -> int:
                                  safety_interval=settings.probes_max_interval)
             wait = expected_probe_wait(times, plan, cost, fixed_interval=interval)
     except errors.ApiError as exc:
-        out.write(f"could not read the inventory: {exc}\n")
+        print(f"callmeter-exporter: could not read the inventory: {exc}", file=err, flush=True)
         return 1
     finally:
-        await exporter.client.aclose()  # type: ignore[attr-defined]
+        await exporter.client.aclose()
     out.write(f"{len(chosen)} project(s): " + ", ".join(p.label for p in chosen) + "\n")
     out.write(f"schedule: {settings.schedule} (CALLMETER_SCHEDULE)\n")
     out.write(format_plan(plan, inventory, floors, safety_interval=max(settings.probes_max_interval,
                                                                        fixed.intervals["probes"])))
     if plan.probe_reads_wanted is not None and plan.probe_reads_paid is not None:
-        wanted_h, paid_h = plan.probe_reads_wanted * 60, plan.probe_reads_paid * 60
-        fixed_h = inventory.cost(KINDS["probes"]) * 3600 / fixed.intervals["probes"]
-        verdict = ("one read per execution" if plan.pays_every_execution
-                   else "it keeps the reads that save the most waiting, probe lists first")
-        out.write(f"Probe lists: reading each after its probes execute takes {wanted_h:.0f} reads an hour (the "
-                  f"safety net included); the budget pays for {paid_h:.0f}, so {verdict}. The fixed schedule "
-                  f"would send {fixed_h:.0f}.\n")
+        out.write(probe_list_line(plan, fixed, inventory, floors))
     out.write(format_delays(plan, fixed, probe_wait=wait))
     if wait is not None:
         out.write("(Before any run has finished: each finished run's detail takes its share first, up to half "
@@ -202,3 +200,21 @@ async def show_schedule(exporter: object, out: TextIO) -> int:
     out.write(format_spare(plan, inventory, chosen, run_endpoints=settings.run_endpoints,
                            config_details=settings.config_details))
     return 0
+
+
+def probe_list_line(plan: Plan, fixed: Plan, inventory: Inventory, floors: Floors) -> str:
+    """What one read per execution wants, what the plan pays, and what caps it: the budget, or the rule
+    that the adaptive schedule never sends more probe-list reads than the fixed one would."""
+    assert plan.probe_reads_wanted is not None and plan.probe_reads_paid is not None
+    wanted_h, paid_h = plan.probe_reads_wanted * 60, plan.probe_reads_paid * 60
+    fixed_h = inventory.cost(KINDS["probes"]) * 3600 / fixed.intervals["probes"]
+    if plan.pays_every_execution:
+        verdict = f"the plan pays for all {paid_h:.0f}: one read per execution"
+    elif paid_h >= fixed_h * 0.999:
+        verdict = (f"the plan pays for {paid_h:.0f}, what the fixed schedule would send at the probe floor of "
+                   f"{floors.probes:.0f} s (CALLMETER_PROBES_MIN_INTERVAL), which it never exceeds; it keeps the "
+                   f"reads that save the most waiting")
+    else:
+        verdict = f"the budget pays for {paid_h:.0f}; it keeps the reads that save the most waiting, probe lists first"
+    return (f"Probe lists: reading each after its probes execute takes {wanted_h:.0f} reads an hour (the safety net "
+            f"included); {verdict}. The fixed schedule would send {fixed_h:.0f}.\n")

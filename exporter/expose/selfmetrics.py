@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -16,6 +17,7 @@ from .. import __version__
 from ..api.errors import ERROR_KINDS
 from ..model.kinds import KINDS
 
+disable_created_metrics: Callable[[], None] = prometheus_client.disable_created_metrics  # untyped upstream
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OBSERVATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 OBSERVED = ("probes", "test_runs")
@@ -28,8 +30,12 @@ class ExporterMetrics(Collector):
 
     def __init__(self, registry: CollectorRegistry, *, budget_per_minute: float,
                  current_rate: Callable[[], float] | None = None) -> None:
+        # No `_created` series beside the counters and histograms (about 120 lines no panel or rule reads),
+        # as Prometheus' own exporters: client_python's switch is process-wide, and this is its only user.
+        disable_created_metrics()
         self.version = 0
         self.up: bool | None = None
+        self.down_reason: str | None = None
         self.budget_per_minute = budget_per_minute
         self._current_rate = current_rate or (lambda: budget_per_minute)
         self.remaining: float | None = None
@@ -101,7 +107,10 @@ class ExporterMetrics(Collector):
         self._changed()
 
     # scheduler reports
-    def set_up(self, up: bool) -> None:
+    def set_up(self, up: bool, *, reason: str | None = None) -> None:
+        """`reason`: why the API could not be used (the landing page shows it; never a secret)."""
+        if up or reason is not None:
+            self.down_reason = None if up else reason
         if up != self.up:
             self.up = up
             self._changed()

@@ -16,7 +16,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..flags import add_setting, setting_overrides
+from ..flags import Parser, add_setting, setting_overrides
 from ..settings import Settings, load
 from .judge import GATES, PROBE_RANK
 
@@ -59,7 +59,7 @@ class GateOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="callmeter-exporter gate",
         description="CI/CD quality gate: trigger a CallMeter test run (or judge an existing one with --run-id), "
                     "or trigger a probe execution; wait for the result within a request budget; judge it; "

@@ -174,13 +174,13 @@ class Poller:
         changed = True
         try:
             changed = await self._refresh(job)
-        except errors.Unauthorized:
-            self._down()
+        except errors.Unauthorized as exc:
+            self._down(exc)
         except errors.NotFound:
             self.metrics.set_up(True)
             self._gone(job)
-        except (errors.TransportError, errors.ServerError, errors.InvalidResponse):
-            self._down()
+        except (errors.TransportError, errors.ServerError, errors.InvalidResponse) as exc:
+            self._down(exc)
         except errors.ApiError:
             self.metrics.set_up(True)  # reached and authenticated; this resource just failed (403, 429...)
         except asyncio.CancelledError:
@@ -205,8 +205,8 @@ class Poller:
         if self.planning.rate_moved():
             self.replan(reason="rate")
 
-    def _down(self) -> None:
-        self.metrics.set_up(False)
+    def _down(self, exc: errors.ApiError) -> None:
+        self.metrics.set_up(False, reason=logs.redact_text(f"{exc.kind}: {exc}")[:300])
         self.readiness.down()
 
     async def _refresh(self, job: Job) -> bool:
