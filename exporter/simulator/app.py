@@ -20,8 +20,9 @@ from email.utils import formatdate
 from typing import Any
 
 from . import details, writes
+from .config import WorldConfig
 from .webhooks import WebhookSender
-from .world import World, WorldConfig
+from .world import World
 
 DEMO_KEY = "cmk_" + "d3" * 16
 DEMO_KEY_LIMIT = 600
