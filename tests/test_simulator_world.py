@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
-from exporter.simulator.executions import ProbeTimeline
-from exporter.simulator.world import Execution, ProbeChange, World
+from exporter.simulator.executions import Execution, ProbeChange, ProbeTimeline
+from exporter.simulator.world import World
 
 START = 1_800_000_000.0
 HOUR = 3600.0

@@ -1,7 +1,8 @@
 """An embedded CallMeter API v1 simulator for the demo and the tests."""
 
-from .app import DEMO_KEY, DEMO_KEY_LIMIT, Faults, Simulator
+from .app import DEMO_KEY, DEMO_KEY_LIMIT, Simulator
+from .config import WorldConfig
+from .faults import Faults
 from .http import SimulatorServer, SimulatorTransport
-from .world import WorldConfig
 
 __all__ = ["DEMO_KEY", "DEMO_KEY_LIMIT", "Faults", "Simulator", "SimulatorServer", "SimulatorTransport", "WorldConfig"]

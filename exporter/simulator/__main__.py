@@ -9,8 +9,8 @@ import sys
 import threading
 
 from .app import DEMO_KEY, Simulator
+from .config import WorldConfig
 from .http import SimulatorServer
-from .world import WorldConfig
 
 
 def main(argv: list[str] | None = None) -> int:

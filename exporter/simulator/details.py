@@ -12,12 +12,11 @@ one CallMeter documents (MEDIA_TIMEOUT).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .world import unit
-
-if TYPE_CHECKING:
-    from .world import SimProbe, SimTest, World
+from .draws import unit
+from .entities import SimProbe, SimTest
+from .world import World
 
 UNKNOWN_OUTCOME = "MEDIA_TIMEOUT"
 """An outcome CallMeter's documentation does not list: the exporter must keep it as itself."""

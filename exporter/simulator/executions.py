@@ -22,12 +22,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .config import WorldConfig
 from .draws import unit
-
-if TYPE_CHECKING:
-    from .world import SimProbe, WorldConfig
+from .entities import SimProbe
 
 OFF_SCHEDULE_MARGIN = 0.1
 """An off-schedule execution falls at least this share of an interval away from the scheduled ones."""

@@ -21,14 +21,15 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
-if TYPE_CHECKING:
-    from .app import Simulator
+from .world import World
 
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Seconds before each retry of a delivery that was not answered 2xx."""
@@ -69,6 +70,18 @@ class _Queued:
     attempt: int = field(compare=False, default=0)
 
 
+class Watched(Protocol):
+    """What the sender needs of the simulator (`simulator.app.Simulator`): the lock it serves under, its
+    clock, and the world whose probes it watches (read afresh: a test may swap the world)."""
+
+    @property
+    def lock(self) -> AbstractContextManager[object]: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def world(self) -> World: ...
+
+
 def signature(body: bytes, secret: str, form: str) -> str:
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return digest if form == "hex" else "sha256=" + digest
@@ -77,7 +90,7 @@ def signature(body: bytes, secret: str, form: str) -> str:
 class WebhookSender:
     """Watches the simulator's probes and delivers their changes to `config.url`; idle until configured."""
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: Watched) -> None:
         self._sim = simulator
         self.config = WebhookConfig()
         self.sent: deque[Sent] = deque(maxlen=10_000)

@@ -15,35 +15,28 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from .envelope import NOT_FOUND, ApiFault
 from .world import World
-
-NOT_FOUND = "Resource does not exist or is not accessible"
-
-
-class WriteRefused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def post(world: World, parts: list[str], now: float, *, forbidden: Collection[str]) -> dict[str, Any]:
-    """The `data` of a 201 for `POST /projects/{p}/(tests|probes)/{id}/run`; WriteRefused otherwise."""
+    """The `data` of a 201 for `POST /projects/{p}/(tests|probes)/{id}/run`; ApiFault otherwise."""
     if len(parts) != 5 or parts[0] != "projects" or parts[2] not in ("tests", "probes") or parts[4] != "run":
-        raise WriteRefused(404, "NOT_FOUND", NOT_FOUND)
+        raise ApiFault(404, "NOT_FOUND", NOT_FOUND)
     project = world.projects.get(parts[1])
     if project is None:
-        raise WriteRefused(404, "NOT_FOUND", NOT_FOUND)
+        raise ApiFault(404, "NOT_FOUND", NOT_FOUND)
     if project.id in forbidden or project.slug in forbidden:
-        raise WriteRefused(403, "FORBIDDEN", "Insufficient permissions for this operation")
+        raise ApiFault(403, "FORBIDDEN", "Insufficient permissions for this operation")
     if parts[2] == "tests":
         test = world.tests.get(parts[3])
         if test is None or test.project_id != project.id:
-            raise WriteRefused(404, "NOT_FOUND", "Test not found")
+            raise ApiFault(404, "NOT_FOUND", "Test not found")
         run_id = world.start_run(test.id, now)
         return {"id": run_id, "testId": test.id, "status": "PENDING", "createdAt": world.stamp(now)}
     probe = world.probes.get(parts[3])
     if probe is None or probe.project_id != project.id:
-        raise WriteRefused(404, "NOT_FOUND", "Probe not found")
+        raise ApiFault(404, "NOT_FOUND", "Probe not found")
     count = world.triggers.run_probe(probe.id, now)
     return {"id": f"exec_{probe.id.removeprefix('probe_')[:8]}_{count:04d}", "probeId": probe.id,
             "status": "QUEUED", "createdAt": world.stamp(now)}

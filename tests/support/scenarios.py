@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 
 from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
-from exporter.simulator.app import Response
+from exporter.simulator.envelope import Response
 
 RUN_PERIOD = 45 * 60.0
 RUN_DURATION = 7.5 * 60
