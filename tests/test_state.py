@@ -238,7 +238,7 @@ def test_an_exporter_with_an_unusable_file_starts_cold_and_replaces_it(tmp_path:
 KILL_WRITER = """
 import sys, json
 from pathlib import Path
-from exporter.state import StateFile
+from exporter.poll.state import StateFile
 f = StateFile(Path(sys.argv[1]), base_url="x")
 n = 0
 while True:
