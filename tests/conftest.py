@@ -1,8 +1,9 @@
-"""Shared fixtures: a simulator over real HTTP, and clean global state between tests."""
+"""Shared fixtures: a simulator over real HTTP, test certificates, and clean global state between tests."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,7 @@ import structlog
 
 from exporter import logs
 from exporter.simulator import Simulator, SimulatorServer, WorldConfig
+from tests.support.webconfig import Pki, make_pki
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +30,11 @@ def simulator() -> Iterator[SimulatorServer]:
     """The simulated CallMeter API on a free loopback port."""
     with SimulatorServer(Simulator(WorldConfig())) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA with a server and a client certificate, and a client certificate from another CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from exporter.poll.poller import Floors
 from exporter.simulator import WorldConfig
+from tests.support.budget import max_in_window
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
 
@@ -44,15 +45,6 @@ def kinds(sim: SimulatedExporter) -> list[str]:
         parts = path.split("/")[3:]
         out.append("projects" if len(parts) == 1 else parts[2] if len(parts) == 3 else "run_detail")
     return out
-
-
-def max_in_window(times: list[float]) -> int:
-    times, best, lo = sorted(times), 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - 60:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def test_first_requests_follow_priority_and_are_spread_out() -> None:

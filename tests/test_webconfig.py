@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import http.client
-import shutil
 import ssl
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
@@ -20,68 +18,7 @@ from exporter.expose.webconfig import WebConfigError, load_web_config
 from tests.support.faultkit import ServerThread, parse_samples
 from tests.support.processes import ExporterProcess
 from tests.support.prometheus import free_port
-
-PASSWORD = "s3cret-scrape"
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()  # cost 4: fast tests, same code path
-
-
-@dataclass(frozen=True)
-class Pki:
-    folder: Path
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    stranger_cert: Path
-    stranger_key: Path
-
-
-def _openssl(folder: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=30)
-
-
-def _signed(folder: Path, name: str, ca: str, usage: str, san: str = "") -> None:
-    _openssl(folder, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-    ext = folder / f"{name}.ext"
-    ext.write_text(f"basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                   f"extendedKeyUsage={usage}\n" + (f"subjectAltName={san}\n" if san else ""))
-    _openssl(folder, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", ext.name)
-
-
-def _ca(folder: Path, name: str) -> None:
-    _openssl(folder, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A throwaway CA with a server and a client certificate, and a client certificate from another CA."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
-    folder = tmp_path_factory.mktemp("pki")
-    _ca(folder, "ca")
-    _ca(folder, "other-ca")
-    _signed(folder, "server", "ca", "serverAuth", "IP:127.0.0.1,DNS:localhost")
-    _signed(folder, "client", "ca", "clientAuth")
-    _signed(folder, "stranger", "other-ca", "clientAuth")
-    f = folder
-    return Pki(f, f / "ca.crt", f / "server.crt", f / "server.key", f / "client.crt", f / "client.key",
-               f / "stranger.crt", f / "stranger.key")
-
-
-def write(folder: Path, text: str, name: str = "web.yml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
+from tests.support.webconfig import HASH, PASSWORD, TLS_AND_AUTH, Pki, basic, client_context, get, write
 
 # -- loading and checking -------------------------------------------------------------------------
 
@@ -207,71 +144,37 @@ def test_the_auth_cache_stays_small_under_a_flood_of_distinct_headers(tmp_path: 
 # -- TLS and auth on the real server --------------------------------------------------------------
 
 
-def _client_context(pki: Pki, *, cert: tuple[Path, Path] | None = None,
-                    max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    if cert is not None:
-        context.load_cert_chain(*cert)
-    if max_version is not None:
-        context.maximum_version = max_version
-    return context
-
-
-def _get(port: int, *, context: ssl.SSLContext | None, headers: dict[str, str] | None = None,
-         path: str = "/metrics") -> tuple[int, bytes]:
-    connection: http.client.HTTPConnection
-    if context is None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    else:
-        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
 def _serve(pki: Pki, text: str) -> ServerThread:
     config = load_web_config(write(pki.folder, text, "serve.yml"))
     return ServerThread(ssl_context=config.ssl_context(), authorize=config.authorizer())
 
 
-TLS_AND_AUTH = f"""
-tls_server_config:
-  cert_file: server.crt
-  key_file: server.key
-basic_auth_users:
-  prometheus: {HASH}
-"""
-
-
 def test_tls_with_basic_auth_serves_only_the_right_password(pki: Pki) -> None:
     with _serve(pki, TLS_AND_AUTH) as server:
-        context = _client_context(pki)
-        status, body = _get(server.port, context=context, headers={"Authorization": basic("prometheus", PASSWORD)})
+        context = client_context(pki)
+        status, body = get(server.port, context=context, headers={"Authorization": basic("prometheus", PASSWORD)})
         assert status == 200
         assert ("callmeter_up", ()) in parse_samples(body.decode())
-        assert _get(server.port, context=context, headers={"Authorization": basic("prometheus", "nope")})[0] == 401
-        assert _get(server.port, context=context)[0] == 401
+        assert get(server.port, context=context, headers={"Authorization": basic("prometheus", "nope")})[0] == 401
+        assert get(server.port, context=context)[0] == 401
 
 
 def test_basic_auth_guards_the_landing_page_but_not_the_probes(pki: Pki) -> None:
     with _serve(pki, TLS_AND_AUTH) as server:
-        context = _client_context(pki)
-        assert _get(server.port, path="/", context=context)[0] == 401
+        context = client_context(pki)
+        assert get(server.port, path="/", context=context)[0] == 401
         good = {"Authorization": basic("prometheus", PASSWORD)}
-        assert _get(server.port, path="/", context=context, headers=good)[0] == 200
-        assert _get(server.port, path="/healthz", context=context)[0] == 200
-        assert _get(server.port, path="/readyz", context=context)[0] in (200, 503)
+        assert get(server.port, path="/", context=context, headers=good)[0] == 200
+        assert get(server.port, path="/healthz", context=context)[0] == 200
+        assert get(server.port, path="/readyz", context=context)[0] in (200, 503)
 
 
 def test_plain_http_is_refused_when_tls_is_on(pki: Pki) -> None:
     with _serve(pki, TLS_AND_AUTH) as server:
         with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-            _get(server.port, context=None, headers={"Authorization": basic("prometheus", PASSWORD)})
+            get(server.port, context=None, headers={"Authorization": basic("prometheus", PASSWORD)})
         # ... and the server is still there for a TLS client afterwards.
-        ok = _get(server.port, context=_client_context(pki), headers={"Authorization": basic("prometheus", PASSWORD)})
+        ok = get(server.port, context=client_context(pki), headers={"Authorization": basic("prometheus", PASSWORD)})
         assert ok[0] == 200
 
 
@@ -284,19 +187,19 @@ tls_server_config:
   client_ca_file: ca.crt
 """
     with _serve(pki, text) as server:
-        good = _client_context(pki, cert=(pki.client_cert, pki.client_key))
-        assert _get(server.port, context=good)[0] == 200
-        for context in (_client_context(pki), _client_context(pki, cert=(pki.stranger_cert, pki.stranger_key))):
+        good = client_context(pki, cert=(pki.client_cert, pki.client_key))
+        assert get(server.port, context=good)[0] == 200
+        for context in (client_context(pki), client_context(pki, cert=(pki.stranger_cert, pki.stranger_key))):
             with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException, OSError)):
-                _get(server.port, context=context)
+                get(server.port, context=context)
 
 
 def test_min_version_tls13_refuses_a_tls12_client(pki: Pki) -> None:
     text = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n"
     with _serve(pki, text) as server:
-        assert _get(server.port, context=_client_context(pki))[0] == 200
+        assert get(server.port, context=client_context(pki))[0] == 200
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            _get(server.port, context=_client_context(pki, max_version=ssl.TLSVersion.TLSv1_2))
+            get(server.port, context=client_context(pki, max_version=ssl.TLSVersion.TLSv1_2))
 
 
 # -- the real process ---------------------------------------------------------------------------------
@@ -306,12 +209,12 @@ def test_min_version_tls13_refuses_a_tls12_client(pki: Pki) -> None:
 def test_the_exporter_serves_tls_and_basic_auth_from_web_config_file(pki: Pki) -> None:
     path = write(pki.folder, TLS_AND_AUTH, "process.yml")
     with ExporterProcess("--demo", "--web.config.file", str(path)) as exporter:
-        context = _client_context(pki)
+        context = client_context(pki)
         auth = {"Authorization": basic("prometheus", PASSWORD)}
 
         def answers() -> bool:
             try:
-                return _get(exporter.port, context=context, headers=auth)[0] == 200
+                return get(exporter.port, context=context, headers=auth)[0] == 200
             except OSError:
                 return False
 
@@ -320,11 +223,11 @@ def test_the_exporter_serves_tls_and_basic_auth_from_web_config_file(pki: Pki) -
             assert exporter.proc.poll() is None, exporter.output()[-2000:]
             assert time.monotonic() < deadline, exporter.output()[-2000:]
             time.sleep(0.2)
-        status, body = _get(exporter.port, context=context, headers=auth)
+        status, body = get(exporter.port, context=context, headers=auth)
         assert status == 200 and ("callmeter_up", ()) in parse_samples(body.decode())
-        assert _get(exporter.port, context=context)[0] == 401
+        assert get(exporter.port, context=context)[0] == 401
         with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-            _get(exporter.port, context=None, headers=auth)
+            get(exporter.port, context=None, headers=auth)
         assert exporter.stop() == 0
         assert PASSWORD not in exporter.output()
 

@@ -15,9 +15,9 @@ from exporter.poll.nudge import NUDGE_GAP
 from exporter.schedule.scheduler import Job, JobKey, Scheduler
 from exporter.simulator import WorldConfig
 from exporter.webhooks import Answer, sign
+from tests.support.budget import max_in_window
 from tests.support.simulated import SimulatedExporter, build
 from tests.support.vclock import run_virtual
-from tests.test_poller import max_in_window
 
 SECRET = "whsec_" + "p0" * 20
 WORLD = WorldConfig(projects=2, probes_per_project=3, tests_per_project=2, run_period=300, run_duration=60)

@@ -18,7 +18,7 @@ from exporter.expose.exposition import Exposition
 from exporter.expose.selfmetrics import ExporterMetrics
 from exporter.expose.server import MetricsServer
 from exporter.webhooks import Receiver, WebhookMetrics, sign
-from tests.test_webhooks import SECRET, Sink, delivery
+from tests.support.webhooks import SECRET, Sink, delivery
 
 PATH = "/webhooks/callmeter"
 

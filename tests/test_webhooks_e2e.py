@@ -24,11 +24,11 @@ import pytest
 
 from exporter.simulator import Simulator, SimulatorServer, WorldConfig
 from exporter.webhooks import sign
+from tests.support.budget import max_in_window
 from tests.support.faultkit import SimulatorProcess, parse_samples, simulator_process
 from tests.support.processes import ExporterProcess
 from tests.support.prometheus import free_port
-from tests.test_poller import max_in_window
-from tests.test_webconfig import TLS_AND_AUTH, Pki, basic, pki, write  # noqa: F401  (pki is a fixture)
+from tests.support.webconfig import TLS_AND_AUTH, Pki, basic, write
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +110,7 @@ def test_a_probe_flip_shows_within_a_second_with_webhooks_and_takes_the_schedule
     assert p95(polled) > 2.0 and statistics.median(polled) > 5 * statistics.median(pushed)
 
 
-def test_the_receiver_alone_on_its_own_address_with_tls_and_no_basic_auth(pki: Pki) -> None:  # noqa: F811
+def test_the_receiver_alone_on_its_own_address_with_tls_and_no_basic_auth(pki: Pki) -> None:
     web = write(pki.folder, TLS_AND_AUTH, "webhooks.yml")
     hook_port = free_port()
     with simulator_process() as sim, _exporter(sim, CALLMETER_WEB_CONFIG_FILE=str(web),
