@@ -1,0 +1,22 @@
+"""ruff and mypy are part of the test command: style and types break the build like a failing test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support.paths import ROOT
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_is_clean() -> None:
+    result = run("ruff", "check", "exporter", "tests", "benchmarks", "grafana")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean_on_the_package() -> None:
+    result = run("mypy", "exporter")
+    assert result.returncode == 0, result.stdout + result.stderr
