@@ -36,6 +36,12 @@ def make_exposition() -> tuple[Exposition, ExporterMetrics]:
     return Exposition(registry, metrics), metrics
 
 
+def whole(exposition: Exposition, *, openmetrics: bool, gzipped: bool = False) -> bytes:
+    """The body the server would send, joined."""
+    parts, _ = exposition.body(openmetrics=openmetrics, gzipped=gzipped)
+    return b"".join(parts)
+
+
 def one_gzip_member(data: bytes) -> bytes:
     """Decode `data`, failing unless it is exactly one complete gzip member (what single-member readers need)."""
     decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)

@@ -26,6 +26,9 @@ WALL_START = 1_800_000_000.0
 BASE_URL = "http://callmeter.invalid/api/v1"  # never reached: the transport answers in-process
 WORLD = WorldConfig(projects=2, probes_per_project=2, tests_per_project=2, run_duration=120,
                     probe_interval_minutes=60)
+REPORTED = {"avgMos": 4.3, "avgJitterMs": 6.0, "avgPacketLossFraction": 0.2, "avgRttMs": None, "asr": 99.0,
+            "ner": 100.0, "registrationFailedCount": 1}
+"""The summary of the runs `verdict` judges: RTT null, one registration failure."""
 
 
 @dataclass
@@ -109,3 +112,16 @@ def reference_loop(*, configure: Callable[[Simulator], None], world: WorldConfig
         return len(simulator.requests), status
 
     return run_virtual(main())
+
+
+def verdict(*extra: str, outcome: str = "COMPLETED", duration: float = 30, **summary: float | None) -> Verdict:
+    """The verdict of `gate --project P --test T --plan basic *extra` on a run of the first test that ends
+    `outcome` after `duration` s with REPORTED's summary, overridden by `summary`: what the reports render."""
+    def configure(sim: Simulator) -> None:
+        sim.plan_test_runs(first_ids(sim)[1], outcome=outcome, summary={**REPORTED, **summary}, duration=duration)
+
+    def args(sim: Simulator) -> list[str]:
+        project, test, _ = first_ids(sim)
+        return ["--project", project, "--test", test, "--plan", "basic", *extra]
+
+    return run_gate(args, configure=configure).verdict

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
+from tests.support.paths import ROOT
+
+PACKAGE = ROOT / "exporter"
 MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 50
 
@@ -27,7 +29,8 @@ def _sizes() -> list[tuple[str, str, int]]:
             if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 assert node.end_lineno is not None
                 kind = "class" if isinstance(node, ast.ClassDef) else "function"
-                found.append((kind, f"{path.relative_to(PACKAGE.parent)}:{node.name}", node.end_lineno - node.lineno + 1))
+                where = f"{path.relative_to(PACKAGE.parent)}:{node.name}"
+                found.append((kind, where, node.end_lineno - node.lineno + 1))
     return found
 
 

@@ -1,0 +1,207 @@
+"""The JSON-to-metric mapping, on the API reference's own example responses."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+
+from exporter.api.models import KNOWN_ENDPOINT_OUTCOMES, Probe, Test, TestRun
+from exporter.expose.families import (
+    completed_run_families,
+    endpoint_outcome_family,
+    probe_families,
+    settings_family,
+    snapshot_families,
+    threshold_families,
+)
+from exporter.model.details import Detail, ProbeDetail, read_probe_detail, read_test_detail
+from exporter.model.endpoints import EndpointTally
+from exporter.model.snapshot import ProjectData, Snapshot
+from tests.support.golden import GOLDEN, render_reference
+from tests.support.reference import NOW, load, reference_snapshot
+
+
+class Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(self)  # type: ignore[arg-type]
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+    def value(self, metric: str, /, **labels: str) -> float | None:
+        return self.registry.get_sample_value(metric, labels)
+
+    def names(self) -> set[str]:
+        return {s.name for f in self._families for s in f.samples}
+
+
+TEST = {"project": "production", "test_id": "abc123", "test": "Production Stress Test"}
+PROBE = {"project": "production", "probe_id": "probe_abc123", "probe": "Production Health Check"}
+
+
+def test_reference_run_is_converted_to_base_units() -> None:
+    f = Families(snapshot_families(reference_snapshot(), now=NOW))
+    assert f.value("callmeter_test_run_mos", **TEST) == 4.21
+    assert f.value("callmeter_test_run_jitter_seconds", **TEST) == 0.0083
+    assert f.value("callmeter_test_run_rtt_seconds", **TEST) == 0.0452
+    # 0.12 is a percentage: MOS 4.21 is only possible with 0.12 % loss, not 12 %.
+    assert f.value("callmeter_test_run_packet_loss_ratio", **TEST) == 0.0012
+    assert f.value("callmeter_test_run_asr_ratio", **TEST) == 0.996
+    assert f.value("callmeter_test_run_ner_ratio", **TEST) == 1.0
+    assert f.value("callmeter_test_run_endpoints", **TEST, state="registration_failed") == 2
+    assert f.value("callmeter_test_run_endpoints", **TEST, state="total") == 500
+    assert f.value("callmeter_test_run_start_timestamp_seconds", **TEST) == 1768474801.0
+    assert f.value("callmeter_test_run_end_timestamp_seconds", **TEST) == 1768474955.0
+    assert f.value("callmeter_test_runs_finished_total", **TEST, status="COMPLETED") == 1
+    # Zero from the start, so that the first FAILED run is an increase an alert can see.
+    assert f.value("callmeter_test_runs_finished_total", **TEST, status="FAILED") == 0
+
+
+def test_packet_loss_unit_fraction_takes_the_value_as_is() -> None:
+    f = Families(snapshot_families(reference_snapshot(), now=NOW, packet_loss_unit="fraction"))
+    assert f.value("callmeter_test_run_packet_loss_ratio", **TEST) == 0.12
+
+
+def test_null_fields_yield_no_series_never_zero_or_nan() -> None:
+    f = Families(snapshot_families(reference_snapshot(avgMos=None, avgRttMs=None, inCallCount=None), now=NOW))
+    assert f.value("callmeter_test_run_mos", **TEST) is None
+    assert f.value("callmeter_test_run_rtt_seconds", **TEST) is None
+    assert f.value("callmeter_test_run_endpoints", **TEST, state="in_call") is None
+    assert f.value("callmeter_test_run_jitter_seconds", **TEST) == 0.0083
+
+
+def test_probe_status_is_a_state_set_including_new_statuses() -> None:
+    probe = Probe.model_validate({**load("probes")[0], "status": "maintenance"})
+    f = Families(probe_families([("production", probe)], {"MAINTENANCE"}))
+    assert f.value("callmeter_probe_status", **PROBE, status="MAINTENANCE") == 1
+    for status in ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN"):
+        assert f.value("callmeter_probe_status", **PROBE, status=status) == 0
+    assert f.value("callmeter_probe_interval_seconds", **PROBE) == 900
+    assert f.value("callmeter_probe_next_execution_timestamp_seconds", **PROBE) == 1768475700.0
+
+
+def test_garbled_status_is_bounded() -> None:
+    probe = Probe.model_validate({**load("probes")[0], "status": "<script>" * 20})
+    assert probe.status == "UNRECOGNIZED"
+
+
+def test_probe_without_status_has_no_state_series() -> None:
+    probe = Probe.model_validate({**load("probes")[0], "status": None})
+    f = Families(probe_families([("production", probe)]))
+    assert "callmeter_probe_status" not in f.names()
+    assert f.value("callmeter_probe_interval_seconds", **PROBE) == 900
+
+
+def test_run_without_summary_gives_only_timestamps() -> None:
+    test = Test.model_validate(load("tests")[0])
+    run = TestRun.model_validate({k: v for k, v in load("test_run").items() if k != "summary"})
+    f = Families(completed_run_families([("production", test, run)]))
+    assert f.names() == {"callmeter_test_run_start_timestamp_seconds", "callmeter_test_run_end_timestamp_seconds"}
+
+
+def test_latest_status_state_set_and_info_metrics() -> None:
+    f = Families(snapshot_families(reference_snapshot(), now=NOW))
+    assert f.value("callmeter_test_run_last_status", **TEST, status="COMPLETED") == 1
+    assert f.value("callmeter_test_run_last_status", **TEST, status="STOPPING") == 0
+    assert f.value("callmeter_project_info", project="production",
+                   project_id="c3d4e5f6-a7b8-9012-cdef-123456789012", name="Production") == 1
+    assert f.value("callmeter_registrar_info", project="production", registrar_id="reg_abc123",
+                   registrar="Production SBC", uri="sip:pbx.example.com", transport="UDP") == 1
+
+
+def test_stale_resources_are_not_served() -> None:
+    snapshot = reference_snapshot()
+    aged = Snapshot(projects=snapshot.projects, finished_runs=snapshot.finished_runs,
+                    max_data_age={"probes": 60.0, "tests": 3600.0, "test_runs": 3600.0, "registrars": 3600.0})
+    f = Families(snapshot_families(aged, now=NOW + 120))
+    assert "callmeter_probe_status" not in f.names()
+    assert f.value("callmeter_test_run_mos", **TEST) == 4.21
+    assert aged.next_expiry(NOW) == NOW + 60
+
+
+def test_deleted_test_takes_its_run_series_with_it() -> None:
+    snapshot = reference_snapshot()
+    data = snapshot.projects[0]
+    gone = ProjectData(project=data.project, tests=(), latest_runs=data.latest_runs,
+                       latest_completed=data.latest_completed, fetched={"tests": NOW, "test_runs": NOW})
+    f = Families(snapshot_families(Snapshot(projects=(gone,), finished_runs=snapshot.finished_runs), now=NOW))
+    assert not {n for n in f.names() if n.startswith("callmeter_test_run")}
+
+
+def probe_detail(raw: dict[str, object]) -> ProbeDetail:
+    return read_probe_detail(Detail.model_validate({"id": "probe_abc123", **raw}), read_at=NOW)[0]
+
+
+def test_thresholds_are_in_base_units_and_only_where_given() -> None:
+    probe = Probe.model_validate(load("probes")[0])
+    detail = probe_detail({"testId": "abc123", "thresholds": {
+        "mos": {"warning": 3.5}, "jitter_ms": {"critical": 80}, "rttSeconds": {"warning": 0.25},
+        "packet_loss": {"warning": 1, "critical": 5}, "packetLossRatio": {"warning": 0.5}}})
+    f = Families(threshold_families([("production", probe, detail)]))
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="mos", level="warning") == 3.5
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="mos", level="critical") is None
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="jitter_seconds", level="critical") == 0.08
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="rtt_seconds", level="warning") == 0.25
+    # Packet loss in percent, as CallMeter documents it; the first of two warnings wins.
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="packet_loss_ratio", level="warning") == 0.01
+    assert f.value("callmeter_probe_threshold", **PROBE, metric="packet_loss_ratio", level="critical") == 0.05
+    assert f.value("callmeter_probe_info", **PROBE, test_id="abc123") == 1
+    fraction = Families(threshold_families([("production", probe, detail)], packet_loss_unit="fraction"))
+    assert fraction.value("callmeter_probe_threshold", **PROBE, metric="packet_loss_ratio", level="critical") is None
+
+
+def test_thresholds_out_of_their_metrics_range_yield_no_series() -> None:
+    probe = Probe.model_validate(load("probes")[0])
+    detail = probe_detail({"thresholds": {"mos": {"warning": 35, "critical": 0}, "jitter": {"warning": -1},
+                                          "packet_loss": {"critical": 500}}})
+    f = Families(threshold_families([("production", probe, detail)]))
+    assert not [s for fam in f.collect() if fam.name == "callmeter_probe_threshold" for s in fam.samples]
+    assert f.value("callmeter_probe_info", **PROBE, test_id="") == 1
+
+
+def test_test_info_labels_come_from_the_detail_then_the_list() -> None:
+    test = Test.model_validate(load("tests")[0])
+    raw = {"id": "abc123", "codecs": ["PCMU", "opus"], "durationSeconds": 90.5}
+    detail = read_test_detail(Detail.model_validate(raw), read_at=NOW)
+    f = Families([settings_family([("production", test, detail)])])
+    assert f.value("callmeter_test_info", **TEST, duration_seconds="90.5", endpoints="500", codecs="PCMU,opus") == 1
+
+
+def test_endpoint_outcomes_show_every_known_outcome_of_every_group_and_the_unknown_ones() -> None:
+    test = Test.model_validate(load("tests")[0])
+    tally = EndpointTally("xyz789", 1.0, {("Callers", "SUCCESS"): 240, ("Callees", "CALL_FAILED"): 3,
+                                          ("Callees", "MEDIA_TIMEOUT"): 1}, ("Callers", "Callees"), NOW,
+                          extra_outcomes=("MEDIA_TIMEOUT", "ODD"))
+    f = Families([endpoint_outcome_family([("production", test, tally)])])
+    for group in ("Callers", "Callees"):
+        for outcome in KNOWN_ENDPOINT_OUTCOMES:
+            assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group=group, outcome=outcome) is not None
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="SUCCESS") == 240
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="TIMEOUT") == 0
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callees", outcome="MEDIA_TIMEOUT") == 1
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="MEDIA_TIMEOUT") == 0
+    assert f.value("callmeter_test_run_endpoint_outcomes", **TEST, group="Callees", outcome="ODD") == 0
+
+
+def test_outcomes_go_with_the_test_and_the_run_lists_freshness() -> None:
+    snapshot = reference_snapshot()
+    data = snapshot.projects[0]
+    assert Families(snapshot_families(snapshot, now=NOW)).value(
+        "callmeter_test_run_endpoint_outcomes", **TEST, group="Callers", outcome="SUCCESS") == 1
+    gone = ProjectData(project=data.project, tests=(), endpoint_outcomes=data.endpoint_outcomes, fetched=data.fetched)
+    assert "callmeter_test_run_endpoint_outcomes" not in Families(
+        snapshot_families(Snapshot(projects=(gone,)), now=NOW)).names()
+    aged = Snapshot(projects=snapshot.projects, max_data_age={"test_runs": 60.0})
+    assert "callmeter_test_run_endpoint_outcomes" not in Families(snapshot_families(aged, now=NOW + 120)).names()
+
+
+# -- the golden exposition (tests/golden/reference.prom; `python -m tests.support.golden` rewrites it) ------
+
+
+def test_reference_snapshot_renders_the_golden_exposition_byte_for_byte() -> None:
+    rendered, golden = render_reference(), GOLDEN.read_bytes()
+    # Compared as text for a readable diff; the encoding is UTF-8 both ways, so equal text is equal bytes.
+    assert rendered.decode() == golden.decode(), "intended? run `python -m tests.support.golden` and review the diff"
+    assert rendered == golden
