@@ -44,6 +44,8 @@ MAX_HEADERS = 100
 LINGER = 2.0
 """Seconds an unread request body is read and dropped before the connection is closed."""
 LOG_EVERY = 60.0
+SERVER = "callmeter-exporter"
+"""The Server header of every answer (aiohttp's own names the Python and aiohttp versions)."""
 _TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -95,6 +97,7 @@ class Guard(web_protocol.RequestHandler):
         super().__init__(manager, **kwargs)
         self._edge = manager
         self._header_timer: asyncio.TimerHandle | None = None
+        self._client_done = False  # the client half-closed: answer what it sent, then close
 
     @property
     def busy(self) -> bool:
@@ -131,10 +134,20 @@ class Guard(web_protocol.RequestHandler):
         self.transport.write(_TIMEOUT_ANSWER)
         self.force_close()  # the transport sends what it holds, then closes
 
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's contract: True keeps writing open
+        """A client that half-closes after its requests (`printf ... | nc -N`) still gets every answer:
+        aiohttp would close at once and drop them."""
+        if not self.busy:
+            return False  # nothing asked and unanswered: the transport closes
+        self._client_done = True
+        return True
+
     async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
                               ) -> tuple[web.StreamResponse, bool]:
         answered = await super().finish_response(request, resp, start_time)
         self._edge.active(self)
+        if self._client_done and not self._messages:
+            self.close()  # the last answer is out: aiohttp closes once this handler returns
         return answered
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
@@ -148,7 +161,8 @@ class Guard(web_protocol.RequestHandler):
         self._edge.reject(reason, status=status, cause=type(exc).__name__ if exc is not None else None)
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had begun: the connection is closed instead")
-        response = web.Response(status=status, text=f"{status} {REASON_PHRASES[status]}\n")
+        response = web.Response(status=status, text=f"{status} {REASON_PHRASES[status]}\n",
+                                headers={"Server": SERVER, "Connection": "close"})
         response.force_close()
         return response
 

@@ -18,17 +18,16 @@ import asyncio
 import ssl
 from collections.abc import Callable
 
-from aiohttp import HttpVersion11, web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
 
 from ..webhooks import MAX_BODY_BYTES as WEBHOOK_MAX_BODY_BYTES
 from ..webhooks import Answer, Receiver
-from .edge import EdgeLimits, GuardedServer, Rejections
+from .edge import SERVER, EdgeLimits, GuardedServer, Rejections
 from .exposition import Exposition, wants_gzip, wants_openmetrics
 
 PLAIN = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
-SERVER = "callmeter-exporter"
 WHOLE_MAX = 4 * 1024 * 1024
 """/metrics bodies up to this size are joined once per snapshot and sent with one write; larger ones are
 written part by part (no copy of a 100k-series body per scrape)."""
@@ -87,7 +86,10 @@ class HttpListener:
     # -- requests ------------------------------------------------------------------------------
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.version >= HttpVersion11 and "Host" not in request.headers:
+        if request.version not in (HttpVersion10, HttpVersion11):  # llhttp reads HTTP/0.9 and 2.0 request lines
+            return self._refuse("malformed", 505 if request.version > HttpVersion11 else 400,
+                                "only HTTP/1.0 and HTTP/1.1\n")
+        if request.version == HttpVersion11 and "Host" not in request.headers:
             return self._refuse("malformed", 400, "HTTP/1.1 requires a Host header\n")
         path, method = request.path, request.method
         if path == self._webhook_path:
@@ -163,7 +165,7 @@ class HttpListener:
     def _refuse(self, reason: str, status: int, text: str) -> web.Response:
         """Count a rejection and answer it; the connection closes after the answer."""
         self._reject(reason, status)
-        response = _answer(status, text.encode())
+        response = _answer(status, text.encode(), headers={"Connection": "close"})
         response.force_close()
         return response
 
@@ -203,7 +205,8 @@ def _answer(status: int, body: bytes, *, content_type: str = PLAIN,
 
 
 def _delivery(answer: Answer, *, close: bool = False) -> web.Response:
-    response = _answer(answer.status, answer.body, headers={"Allow": answer.allow} if answer.allow else None)
+    headers = {"Allow": answer.allow} if answer.allow else {}
+    response = _answer(answer.status, answer.body, headers={**headers, "Connection": "close"} if close else headers)
     if close:
         response.force_close()
     return response

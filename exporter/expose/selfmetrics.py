@@ -33,6 +33,7 @@ class ExporterMetrics(Collector):
         # No `_created` series beside the counters and histograms (about 120 lines no panel or rule reads),
         # as Prometheus' own exporters: client_python's switch is process-wide, and this is its only user.
         disable_created_metrics()
+        self.registry = registry
         self.version = 0
         self.up: bool | None = None
         self.down_reason: str | None = None

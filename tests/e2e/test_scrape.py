@@ -12,20 +12,21 @@ from typing import Any
 
 import pytest
 
-import exporter.expose.server
+import exporter.expose.listener
 from exporter.expose.exposition import Exposition
-from exporter.expose.server import MetricsServer
+from exporter.expose.selfmetrics import ExporterMetrics
 from tests.support.exposition import make_exposition, sample_families
+from tests.support.listening import make_listener
 from tests.support.prometheus import run_prometheus, wait_until
 
 TIMEOUT = 10.0
 
 
 @contextlib.contextmanager
-def served_in_a_thread(exposition: Exposition) -> Iterator[int]:
-    """A MetricsServer on its own event loop in a thread, so that the test can block on Prometheus."""
+def served_in_a_thread(exposition: Exposition, metrics: ExporterMetrics) -> Iterator[int]:
+    """An HttpListener on its own event loop in a thread, so that the test can block on Prometheus."""
     loop = asyncio.new_event_loop()
-    server = MetricsServer(exposition=exposition, is_ready=lambda: True, landing=str)
+    server = make_listener(exposition, metrics)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
@@ -50,7 +51,7 @@ def test_prometheus_scrapes_gzip_openmetrics_and_gzip_text(monkeypatch: pytest.M
         return body(openmetrics=openmetrics, gzipped=gzipped)
 
     monkeypatch.setattr(exposition, "body", recording_body)
-    with served_in_a_thread(exposition) as port:
+    with served_in_a_thread(exposition, metrics) as port:
         config = ("global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
                   "scrape_configs:\n"
                   f"  - job_name: callmeter\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
@@ -73,7 +74,7 @@ def test_prometheus_scrapes_gzip_openmetrics_and_gzip_text(monkeypatch: pytest.M
             assert asked == {(True, True)}  # gzipped OpenMetrics
 
             # the same through the classic text format (Prometheus 2 asks for OpenMetrics first)
-            monkeypatch.setattr(exporter.expose.server, "wants_openmetrics", lambda accept: False)
+            monkeypatch.setattr(exporter.expose.listener, "wants_openmetrics", lambda accept: False)
             switched = time.time()
             target = wait_until(lambda: healthy_scrape_after(switched + 0.5), timeout=30,
                                 what="a healthy scrape of the text format", diagnostics=prometheus.log_tail)

@@ -2,7 +2,7 @@
 
     SimulatorProcess    `python -m exporter.simulator` as a separate process, driven through /_sim
     FaultProxy          a TCP proxy in front of it that can reset, truncate or refuse connections
-    ServerThread        the exporter's MetricsServer on its own event loop thread, for blocking clients
+    ServerThread        the exporter's HttpListener on its own event loop thread, for blocking clients
     parse_samples       an exposition as {(name, labels): value}, through prometheus_client's parser
 
 Every process is started and stopped by its own PID; every socket listens on 127.0.0.1.
@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.expose.exposition import Exposition
 from exporter.expose.selfmetrics import ExporterMetrics
-from exporter.expose.server import MetricsServer
+from tests.support.listening import make_listener
 from tests.support.prometheus import stop_process
 
 Labels = tuple[tuple[str, str], ...]
@@ -191,7 +191,7 @@ class FaultProxy:
 
 
 class ServerThread:
-    """A MetricsServer on 127.0.0.1 served by an event loop on its own thread."""
+    """An HttpListener on 127.0.0.1 served by an event loop on its own thread."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None,
                  authorize: Callable[[str | None], bool] | None = None) -> None:
@@ -200,8 +200,8 @@ class ServerThread:
         self.exposition = Exposition(self.registry, self.metrics)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="metrics-server", daemon=True)
-        self.server = MetricsServer(exposition=self.exposition, is_ready=lambda: True, landing=lambda: "<html/>",
-                                    authorize=authorize, ssl_context=ssl_context)
+        self.server = make_listener(self.exposition, self.metrics, landing=lambda: "<html/>", authorize=authorize,
+                                    ssl_context=ssl_context)
         self.port = 0
 
     def call(self, fn: Callable[[], Any]) -> Any:

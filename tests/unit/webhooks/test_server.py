@@ -1,4 +1,4 @@
-"""The receiver behind the HTTP server, over real loopback sockets: routes, bodies, limits, auth, a separate address."""
+"""The receiver behind the HTTP listener, over real loopback sockets: senders, bodies, limits, auth, its own address."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.expose.edge import EdgeLimits
 from exporter.expose.exposition import Exposition
+from exporter.expose.listener import HttpListener
 from exporter.expose.selfmetrics import ExporterMetrics
-from exporter.expose.server import MetricsServer
 from exporter.webhooks import Receiver, WebhookMetrics, sign
+from tests.support.listening import make_listener, rejected
 from tests.support.webhooks import SECRET, Sink, delivery
 
 PATH = "/webhooks/callmeter"
@@ -25,7 +27,8 @@ PATH = "/webhooks/callmeter"
 
 @dataclass
 class Served:
-    server: MetricsServer
+    server: HttpListener
+    own: ExporterMetrics
     registry: CollectorRegistry
     sink: Sink
 
@@ -38,18 +41,18 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(*, authorize: Callable[[str | None], bool] | None = None, metrics: bool = True
-                  ) -> AsyncIterator[Served]:
+async def serving(*, authorize: Callable[[str | None], bool] | None = None, metrics: bool = True,
+                  limits: EdgeLimits | None = None) -> AsyncIterator[Served]:
     registry = CollectorRegistry(auto_describe=False)
     own = ExporterMetrics(registry, budget_per_minute=8.0)
     hooks = WebhookMetrics(registry, on_change=own.mark_changed)
     sink = Sink()
     receiver = Receiver(secrets=lambda: (SECRET.encode(),), metrics=hooks, sink=sink)
-    server = MetricsServer(exposition=Exposition(registry, own), is_ready=lambda: True, landing=lambda: "<h1/>",
-                           authorize=authorize, receiver=receiver, webhook_path=PATH, metrics=metrics)
+    server = make_listener(Exposition(registry, own), own, landing=lambda: "<h1/>", authorize=authorize,
+                           receiver=receiver, webhook_path=PATH, metrics=metrics, limits=limits)
     await server.start("127.0.0.1", 0)
     try:
-        yield Served(server, registry, sink)
+        yield Served(server, own, registry, sink)
     finally:
         await asyncio.wait_for(server.close(), 10)
 
@@ -74,7 +77,9 @@ async def raw(port: int, data: bytes, *, pause_after: int | None = None) -> byte
         await asyncio.sleep(0.2)
         writer.write(data[pause_after:])
     await writer.drain()
-    answer = await asyncio.wait_for(reader.read(1 << 16), 10)
+    answer = b""
+    while chunk := await asyncio.wait_for(reader.read(1 << 16), 10):
+        answer += chunk
     writer.close()
     return answer
 
@@ -127,7 +132,7 @@ def test_a_body_over_one_mebibyte_gets_413_and_a_close_and_is_counted() -> None:
                     "X-CallMeter-Signature: sha256=00\r\n\r\n").encode()
             answer = await raw(served.server.port, head + b"x" * 1000)
             assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
-            assert served.count("too_large") == 1
+            assert served.count("too_large") == 1 and rejected(served.own, "body_too_large") == 1
             body = json.dumps(delivery(pad="x" * (1024 * 1024 - 300))).encode()
             assert len(body) <= 1024 * 1024
             async with httpx.AsyncClient(base_url=served.url) as client:
@@ -136,14 +141,70 @@ def test_a_body_over_one_mebibyte_gets_413_and_a_close_and_is_counted() -> None:
     run(test)
 
 
-def test_a_chunked_delivery_is_refused_with_400_and_counted() -> None:
+def posted(body: bytes, headers: dict[str, str], *, version: str = "HTTP/1.1", chunked: bool = False,
+           extra: tuple[str, ...] = ()) -> bytes:
+    """A raw delivery: with a Content-Length, or chunked in two chunks."""
+    lines = [f"POST {PATH} {version}", "Host: x", *extra, *[f"{k}: {v}" for k, v in headers.items()]]
+    if not chunked:
+        return ("\r\n".join([*lines, f"Content-Length: {len(body)}"]) + "\r\n\r\n").encode() + body
+    half = len(body) // 2
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:]))
+    return ("\r\n".join([*lines, "Transfer-Encoding: chunked"]) + "\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(("version", "chunked", "extra"), [
+    ("HTTP/1.1", True, ("Connection: close",)),
+    ("HTTP/1.1", False, ("Connection: close",)),
+    ("HTTP/1.0", False, ()),
+], ids=["chunked", "connection-close", "http-1.0"])
+def test_every_sender_is_read_answered_and_the_connection_closed_when_it_asked(
+        version: str, chunked: bool, extra: tuple[str, ...]) -> None:
     async def test() -> None:
         async with serving() as served:
-            head = (f"POST {PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    "2\r\n{}\r\n0\r\n\r\n").encode()
-            answer = await raw(served.server.port, head)
-            assert answer.startswith(b"HTTP/1.1 400 ")
-            assert served.count("bad_payload") == 1 and served.sink.pushed == []
+            body, headers = signed(delivery())
+            answer = await raw(served.server.port, posted(body, headers, version=version, chunked=chunked, extra=extra))
+            assert answer.startswith(version.encode() + b" 200 ") and answer.endswith(b"\r\n\r\napplied\n")
+            assert served.count("applied") == 1 and served.sink.pushed
+    run(test)
+
+
+def test_expect_100_continue_gets_its_100_before_the_body_is_sent() -> None:
+    async def test() -> None:
+        async with serving() as served:
+            body, headers = signed(delivery())
+            head = posted(b"", headers, extra=("Expect: 100-continue", f"Content-Length: {len(body)}"))
+            head = head.replace(b"Content-Length: 0\r\n", b"")
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+            writer.write(head)
+            await writer.drain()
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(body)
+            final = await asyncio.wait_for(reader.readuntil(b"applied\n"), 10)
+            assert final.startswith(b"HTTP/1.1 200 ")
+            writer.close()
+            assert served.count("applied") == 1
+    run(test)
+
+
+def test_a_body_that_stops_arriving_gets_408_and_is_counted() -> None:
+    async def test() -> None:
+        async with serving(limits=EdgeLimits(body_timeout=0.3)) as served:
+            body, headers = signed(delivery())
+            answer = await raw(served.server.port, posted(body, headers)[:-10])  # the last bytes never come
+            assert answer.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in answer
+            assert rejected(served.own, "body_timeout") == 1 and served.sink.pushed == []
+    run(test)
+
+
+def test_a_chunked_body_over_one_mebibyte_gets_413_as_soon_as_it_is_over() -> None:
+    async def test() -> None:
+        async with serving() as served:
+            body = b"x" * (1024 * 1024 + 10)
+            answer = await raw(served.server.port, posted(body, {"X-CallMeter-Signature": sign(body, SECRET)},
+                                                            chunked=True))
+            assert answer.startswith(b"HTTP/1.1 413 ")
+            assert served.count("too_large") == 1 and rejected(served.own, "body_too_large") == 1
     run(test)
 
 

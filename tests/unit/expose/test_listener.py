@@ -1,8 +1,9 @@
-"""The HTTP server through real loopback sockets: routes, HEAD, keep-alive, pipelining, gzip, limits.
+"""The HTTP listener through real loopback sockets: routes, HEAD, keep-alive, pipelining, gzip, limits.
 
-Each test runs its own event loop (`asyncio.run`) with a MetricsServer on 127.0.0.1, port 0, and
+Each test runs its own event loop (`asyncio.run`) with an HttpListener on 127.0.0.1, port 0, and
 talks raw HTTP/1.1 to it, so that what is checked is exactly what goes over the wire. A real
-Prometheus scraping the server is tests/e2e/test_scrape.py.
+Prometheus scraping it is tests/e2e/test_scrape.py; hostile traffic against the real process is
+tests/e2e/test_hostile.py.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from typing import Any
 
 import pytest
 
-import exporter.expose.server
+from exporter.expose.edge import MAX_LINE, EdgeLimits
 from exporter.expose.exposition import OPENMETRICS, TEXT, Exposition, render
+from exporter.expose.listener import HttpListener
 from exporter.expose.selfmetrics import ExporterMetrics
-from exporter.expose.server import MAX_HEADER_BYTES, MetricsServer
 from tests.support.exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families
+from tests.support.listening import make_listener, rejected
 
 TIMEOUT = 10.0
 
@@ -41,7 +43,7 @@ class Response:
 
 @dataclass
 class Running:
-    server: MetricsServer
+    server: HttpListener
     exposition: Exposition
     metrics: ExporterMetrics
     ready: list[bool] = field(default_factory=lambda: [False])
@@ -93,13 +95,12 @@ def head(method: str = "GET", path: str = "/metrics", *, version: str = "HTTP/1.
 
 
 @contextlib.asynccontextmanager
-async def serving(*, probes: int = 20, authorize: Callable[[str | None], bool] | None = None
-                  ) -> AsyncIterator[Running]:
+async def serving(*, probes: int = 20, authorize: Callable[[str | None], bool] | None = None,
+                  limits: EdgeLimits | None = None) -> AsyncIterator[Running]:
     exposition, metrics = make_exposition()
     exposition.publish(sample_families(probes))
     ready = [False]
-    server = MetricsServer(exposition=exposition, is_ready=lambda: ready[0], landing=lambda: "<h1>landing</h1>",
-                           authorize=authorize)
+    server = make_listener(exposition, metrics, is_ready=lambda: ready[0], authorize=authorize, limits=limits)
     await server.start("127.0.0.1", 0)
     try:
         yield Running(server, exposition, metrics, ready)
@@ -218,10 +219,10 @@ def test_keep_alive_serves_many_requests_on_one_connection() -> None:
             for i in range(200):
                 response = await client.request(path="/metrics" if i % 2 else "/healthz")
                 assert response.status == 200
-                assert response.headers["connection"] == "keep-alive"
+                assert response.headers.get("connection", "keep-alive") == "keep-alive"  # HTTP/1.1: implicit
                 if i % 2:
                     assert response.body == expected
-            assert len(running.server.connections) == 1
+            assert running.server.open_connections == 1
             await client.close()
     run(scenario)
 
@@ -287,7 +288,7 @@ def test_http_1_0_closes_unless_keep_alive_is_asked() -> None:
         async with serving() as running:
             client = await running.connect()
             response = await client.request(path="/healthz", version="HTTP/1.0")
-            assert response.status == 200 and response.headers["connection"] == "close"
+            assert response.status == 200 and response.headers.get("connection", "close") == "close"  # 1.0's default
             assert await client.closed_by_server()
             await client.close()
 
@@ -301,8 +302,8 @@ def test_http_1_0_closes_unless_keep_alive_is_asked() -> None:
 
 def test_close_ends_idle_keep_alive_connections() -> None:
     async def scenario() -> None:
-        exposition, _ = make_exposition()
-        server = MetricsServer(exposition=exposition, is_ready=lambda: True, landing=str)
+        exposition, metrics = make_exposition()
+        server = make_listener(exposition, metrics)
         await server.start("127.0.0.1", 0)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         client = Client(reader, writer)
@@ -415,7 +416,7 @@ def test_an_oversized_request_head_gets_431_and_others_are_still_served() -> Non
     async def scenario() -> None:
         async with serving() as running:
             bad = await running.connect()
-            await bad.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * (MAX_HEADER_BYTES + 10))
+            await bad.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * (MAX_LINE + 10) + b"\r\n\r\n")
             refused = await bad.response()
             assert refused.status == 431 and refused.headers["connection"] == "close"
             assert await bad.closed_by_server()
@@ -427,22 +428,70 @@ def test_an_oversized_request_head_gets_431_and_others_are_still_served() -> Non
 
 
 @pytest.mark.parametrize(("request_head", "status"), [
-    (b"GET /metrics\r\n\r\n", 400),
-    (b"GET  /metrics HTTP/1.1\r\n\r\n", 400),
-    (b"GET /metrics HTTP/2.0\r\n\r\n", 505),
-    (b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", 400),
-    (b"POST /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-    (b"POST /metrics HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+    (b"GET /metrics\r\n\r\n", 400),  # HTTP/0.9
+    (b"GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n", 505),  # or 400, as the parser sees it
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
 ])
-def test_malformed_requests_get_an_error_and_a_close(request_head: bytes, status: int) -> None:
+def test_malformed_requests_get_an_error_a_close_and_are_counted(request_head: bytes, status: int) -> None:
+    async def scenario() -> None:
+        async with serving() as running:
+            assert rejected(running.metrics, "malformed") == 0
+            client = await running.connect()
+            await client.send(request_head + head(path="/healthz"))  # pipelined behind: never answered
+            response = await client.response()
+            assert response.status in ({status, 400} if status == 505 else {status})
+            assert response.headers["connection"] == "close"
+            assert await client.closed_by_server()
+            await client.close()
+            assert rejected(running.metrics, "malformed") == 1
+    run(scenario)
+
+
+def test_a_post_with_a_large_body_to_metrics_is_405_and_its_body_is_never_buffered() -> None:
     async def scenario() -> None:
         async with serving() as running:
             client = await running.connect()
-            await client.send(request_head)
+            await client.send(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
             response = await client.response()
-            assert response.status == status and response.headers["connection"] == "close"
-            assert await client.closed_by_server()
+            assert (response.status, response.headers["allow"]) == (405, "GET, HEAD")
+            assert await client.closed_by_server()  # the body never came: dropped after a short linger
             await client.close()
+    run(scenario)
+
+
+def test_a_head_not_finished_in_time_gets_408_a_close_and_is_counted() -> None:
+    async def scenario() -> None:
+        async with serving(limits=EdgeLimits(header_timeout=0.3)) as running:
+            client = await running.connect()
+            started = time.monotonic()
+            await client.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            await asyncio.sleep(0.1)
+            await client.send(b"X-Slow: 1\r\n")  # still sending, but not in time
+            response = await client.response()
+            assert response.status == 408 and await client.closed_by_server()
+            assert 0.25 < time.monotonic() - started < 5
+            assert rejected(running.metrics, "header_timeout") == 1
+            await client.close()
+    run(scenario)
+
+
+def test_at_the_connection_cap_the_longest_idle_connection_makes_room() -> None:
+    async def scenario() -> None:
+        async with serving(limits=EdgeLimits(max_connections=8)) as running:
+            idle = [await running.connect() for _ in range(8)]
+            await asyncio.sleep(0.1)
+            assert running.server.open_connections == 8
+            newcomer = await running.connect()
+            assert (await newcomer.request(path="/healthz")).status == 200
+            assert await idle[0].closed_by_server()  # the first to connect was idle longest
+            assert running.server.open_connections == 8
+            assert rejected(running.metrics, "too_many_connections") == 1
+            for client in (*idle, newcomer):
+                await client.close()
     run(scenario)
 
 
@@ -458,15 +507,13 @@ def test_a_client_that_disconnects_mid_body_does_not_disturb_the_server() -> Non
             assert (await good.request()).body == plain_body(running.exposition)
             await good.close()
             await asyncio.sleep(0.1)
-            assert len(running.server.connections) == 0
+            assert running.server.open_connections == 0
     run(scenario)
 
 
-def test_idle_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exporter.expose.server, "IDLE_TIMEOUT", 0.3)
-
+def test_idle_connections_are_closed() -> None:
     async def scenario() -> None:
-        async with serving() as running:
+        async with serving(limits=EdgeLimits(idle_timeout=0.3)) as running:
             client = await running.connect()
             assert (await client.request(path="/healthz")).status == 200
             started = time.monotonic()
@@ -492,9 +539,9 @@ def test_tls_serves_large_bodies_over_keep_alive(tmp_path: Path) -> None:
     client_context = ssl.create_default_context(cafile=str(cert))
 
     async def scenario() -> None:
-        exposition, _ = make_exposition()
+        exposition, metrics = make_exposition()
         exposition.publish(sample_families(3000))
-        server = MetricsServer(exposition=exposition, is_ready=lambda: True, landing=str, ssl_context=server_context)
+        server = make_listener(exposition, metrics, ssl_context=server_context)
         await server.start("127.0.0.1", 0)
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=client_context)
