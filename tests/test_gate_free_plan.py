@@ -17,7 +17,7 @@ from exporter.gate.flow import gate_limiter
 from exporter.gate.options import parse
 from exporter.settings import load
 from exporter.simulator import DEMO_KEY, Simulator
-from tests.support.gate import Unreachable, first_ids
+from tests.support.gate import Unreachable, first_ids, run_gate
 from tests.support.vclock import run_virtual
 
 FREE_KEY_LIMIT = 10
@@ -78,3 +78,73 @@ def test_the_exporter_and_the_gate_share_the_keys_limit_exactly(share: str, limi
     exporter_cap = run_virtual(exporters_window())
     gate_cap = gate_limiter(options.budget_per_minute, lambda: 0.0).window_cap
     assert exporter_cap + gate_cap == limit  # nothing lost to rounding, and no window over the key's limit
+
+
+# -- a Free key, a slug and a name ---------------------------------------------------------------
+
+
+def test_on_free_a_slug_and_a_name_cost_two_lists_then_the_trigger_and_one_look() -> None:
+    result = run_gate(by_names("--plan", "free", "--timeout", "240s"), configure=planned(8), rate_limit=FREE_KEY_LIMIT)
+    v = result.verdict
+    assert v.exit_code == 0, v.reason
+    assert [(m, route(p), status) for m, p, status, _ in result.requests] == [
+        ("GET", "/projects", 200),                          # the slug: no read of /projects/production (a 404)
+        ("GET", "/projects/{id}/tests", 200),                # the name, and the test's durationSeconds
+        ("POST", "/projects/{id}/tests/{id}/run", 201),
+        ("GET", "/projects/{id}/test-runs/{id}", 200),       # one look, and it is over
+    ]
+    assert v.requests == 4
+    at = [r[3] for r in result.requests]
+    assert at[1] < 2.0  # both lists in the first seconds
+    # Two requests a minute: the trigger, the third request, leaves the moment the first is a minute
+    # old (it waited three minutes behind a window of one request, and a 404, before).
+    assert at[2] - at[0] == pytest.approx(60.0, abs=0.1) and at[2] < 61.0
+
+
+def test_on_free_the_run_is_read_right_after_its_predicted_end() -> None:
+    result = run_gate(by_names("--plan", "free", "--timeout", "240s"), configure=planned(8), rate_limit=FREE_KEY_LIMIT)
+    triggered = result.requests[2][3]
+    ended = triggered + QUEUED + 8  # the simulator's run: created at the trigger, RUNNING 4 s later for 8 s
+    looked = result.requests[3][3]
+    assert result.verdict.exit_code == 0 and result.verdict.status == "COMPLETED"
+    assert 0 < looked - ended <= 5  # the look waits for the predicted end (plus a settle), not for the budget
+    assert result.verdict.elapsed_seconds - ended <= 5  # before: 48 s after the end, or never (exit 4)
+    assert "expected to end in 1" in result.progress
+
+
+def test_on_free_a_test_name_that_is_not_there_is_a_usage_error_within_seconds() -> None:
+    def args(sim: Simulator) -> list[str]:
+        return ["--project", "production", "--test", "Production Stress Test", "--plan", "free", "--timeout", "240s"]
+
+    result = run_gate(args, rate_limit=FREE_KEY_LIMIT)
+    assert result.verdict.exit_code == 2
+    assert "Production Stress Test" in result.verdict.reason
+    assert [(m, route(p), s) for m, p, s, _ in result.requests] == [
+        ("GET", "/projects", 200), ("GET", "/projects/{id}/tests", 200)]
+    assert result.verdict.elapsed_seconds < 3  # before: two minutes
+
+
+def test_a_project_id_is_read_as_an_id_and_the_trigger_leaves_in_the_first_seconds() -> None:
+    def args(sim: Simulator) -> list[str]:
+        project, test, _ = first_ids(sim)
+        return ["--project", project, "--test", sim.world.tests[test].name, "--plan", "free"]
+
+    result = run_gate(args, configure=planned(8), rate_limit=FREE_KEY_LIMIT)
+    assert result.verdict.exit_code == 0
+    assert [(m, route(p)) for m, p, *_ in result.requests][:2] == [
+        ("GET", "/projects/{id}/tests"), ("POST", "/projects/{id}/tests/{id}/run")]
+    assert result.requests[1][3] < 2.0
+
+
+def test_a_project_slug_shaped_like_a_uuid_is_still_found_by_its_slug() -> None:
+    uuid_slug = "0f0e0d0c-0b0a-4908-8706-050403020100"
+
+    def configure(sim: Simulator) -> None:
+        planned(8)(sim)
+        sim.world.projects[first_ids(sim)[0]].slug = uuid_slug
+
+    result = run_gate(lambda sim: ["--project", uuid_slug, "--test", first_ids(sim)[1], "--plan", "pro"],
+                      configure=configure)
+    assert result.verdict.exit_code == 0, result.verdict.reason
+    assert [(route(p), s) for _, p, s, _ in result.requests][:3] == [
+        ("/projects/{id}/tests", 404), ("/projects", 200), ("/projects/{id}/tests", 200)]
