@@ -99,7 +99,8 @@ def test_the_timeout_ends_the_wait_with_exit_4_and_the_last_status() -> None:
     assert 300 <= v.elapsed_seconds < 301
     assert v.reason == "timed out after 300s waiting for the run to end (last seen: RUNNING)"
     assert v.status == "RUNNING" and v.run_id
-    assert result.count() == 3  # test list, trigger, the early look; nothing while it sleeps
+    # Test list, trigger, the early look; nothing while it sleeps but one last look before the deadline.
+    assert result.count() == 4 and 296 <= result.requests[-1][3] < 300
 
 
 def test_the_default_timeout_is_the_duration_plus_fifteen_minutes() -> None:

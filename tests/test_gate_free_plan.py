@@ -6,6 +6,7 @@ minutes pass in milliseconds, and the simulator's request log says which request
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 
@@ -148,3 +149,39 @@ def test_a_project_slug_shaped_like_a_uuid_is_still_found_by_its_slug() -> None:
     assert result.verdict.exit_code == 0, result.verdict.reason
     assert [(route(p), s) for _, p, s, _ in result.requests][:3] == [
         ("/projects/{id}/tests", 404), ("/projects", 200), ("/projects/{id}/tests", 200)]
+
+
+# -- the last look before a timeout --------------------------------------------------------------
+
+
+def test_before_a_timeout_the_run_is_read_once_more_when_the_budget_allows() -> None:
+    # A 30 s run that overruns: looks at its expected end, then 5, 10, 20, 40 s later; the next one
+    # (60 s on) would come after --timeout 120s. It ends at 114 s; a look just before the deadline sees it.
+    def overrun(sim: Simulator) -> None:
+        planned(30)(sim)
+        sim.set_faults(status_override="RUNNING")
+        asyncio.get_running_loop().call_later(114, lambda: sim.set_faults(status_override=None))
+
+    def args(sim: Simulator) -> list[str]:
+        project, test, _ = first_ids(sim)
+        return ["--project", project, "--test", test, "--plan", "pro", "--timeout", "120s"]
+
+    result = run_gate(args, configure=overrun)
+    v = result.verdict
+    assert v.exit_code == 0, v.reason
+    last = result.requests[-1]
+    assert route(last[1]) == "/projects/{id}/test-runs/{id}" and 114 < last[3] < 120
+    assert v.elapsed_seconds < 120
+
+
+def test_a_timeout_with_no_slot_left_in_the_budget_sends_nothing_more() -> None:
+    def stuck(sim: Simulator) -> None:
+        planned(8)(sim)
+        sim.set_faults(status_override="RUNNING")
+
+    result = run_gate(by_names("--plan", "free", "--timeout", "100s"), configure=stuck, rate_limit=FREE_KEY_LIMIT)
+    assert result.verdict.exit_code == 4
+    assert result.verdict.elapsed_seconds == pytest.approx(100, abs=0.5)
+    times = [r[3] for r in result.requests]
+    assert all(sum(1 for t in times if start <= t < start + 60) <= 2 for start in times)
+    assert not [r for r in result.requests if r[2] == 429]
