@@ -7,6 +7,7 @@ minutes pass in milliseconds, and the simulator's request log says which request
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 
@@ -14,6 +15,7 @@ import pytest
 
 from exporter.api.keysource import KeySource
 from exporter.app.daemon import Exporter
+from exporter.gate.command import emit
 from exporter.gate.flow import gate_limiter
 from exporter.gate.options import parse
 from exporter.settings import load
@@ -185,3 +187,24 @@ def test_a_timeout_with_no_slot_left_in_the_budget_sends_nothing_more() -> None:
     times = [r[3] for r in result.requests]
     assert all(sum(1 for t in times if start <= t < start + 60) <= 2 for start in times)
     assert not [r for r in result.requests if r[2] == 429]
+
+
+# -- an API that cannot be reached ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", ["600s", "5s"])
+def test_an_api_that_refuses_the_connection_exits_5_within_30_seconds_naming_the_host(timeout: str) -> None:
+    refusing = Unreachable()
+    argv = ["--project", "production", "--test", "Production call quality 1", "--plan", "free", "--timeout", timeout]
+    result = run_gate(argv, base_url="http://127.0.0.1:9/api/v1", transport=lambda sim: refusing)
+    v = result.verdict
+    assert v.exit_code == 5, v.reason
+    assert v.elapsed_seconds <= 30
+    assert "cannot reach 127.0.0.1:9" in v.reason and DEMO_KEY not in v.reason
+    if timeout == "600s":
+        assert len(refusing.attempts) == 4  # a short retry, each attempt a few seconds after the last
+    err = io.StringIO()
+    emit(v, parse([*argv, "--api-key", DEMO_KEY]), io.StringIO(), err, {})
+    assert err.getvalue().startswith("callmeter-exporter gate: the CallMeter API could not be used: cannot reach "
+                                     "127.0.0.1:9 (/projects)")
+    assert DEMO_KEY not in err.getvalue()

@@ -3,8 +3,10 @@
     gate(options) -> Verdict      never raises for what the API or the options do: each way a gate can
                                   end is a verdict with its exit code (see `judge`)
 
-Requests in a test gate: the project's test list (1; plus the project list when --project is a slug),
-the trigger (1), then the looks `wait` plans (usually 1 or 2). The whole gate runs within --timeout.
+Requests in a test gate: the project's test list (1; plus the project list when --project is not a
+UUID, see `api`), the trigger (1), then the looks `wait` plans (usually 1 or 2, and one more just
+before the deadline when the run is late). The whole gate runs within --timeout, except that an API
+that cannot be reached ends it as exit 5 after the client's few retries (seconds), whatever --timeout says.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from ..api import errors
 from ..api.budget import RateLimiter
@@ -104,7 +107,7 @@ async def gate(options: GateOptions, *, key: KeySource | None = None, base_url: 
                transport: Any = None, wall: Callable[[], float] = time.time, err: TextIO | None = None) -> Verdict:
     loop = asyncio.get_running_loop()
     progress = Progress(None if options.quiet else (err or sys.stderr), loop.time)
-    observer = GateObserver(progress)
+    observer = GateObserver(progress, urlsplit(base_url or options.settings.base_url).netloc)
     limiter = gate_limiter(options.budget_per_minute, loop.time)
     try:
         client = build_client(options, observer, limiter, key=key, base_url=base_url, transport=transport)
@@ -204,6 +207,12 @@ def _failed(ctx: Context, exc: Exception) -> Verdict:
 
 
 def _timed_out(ctx: Context) -> Verdict:
+    """Exit 4, unless the API could not be reached at the last attempt: that is exit 5 whatever
+    --timeout says (a timeout shorter than the client's few retries must not hide a dead address)."""
+    if ctx.observer.unreachable is not None:
+        reason = (f"the CallMeter API could not be used: cannot reach {ctx.observer.host} "
+                  f"({ctx.observer.unreachable}): no connection within {ctx.progress.elapsed():.0f}s")
+        return ctx.verdict(API_ERROR, reason, gates=_not_judged(ctx, reason))
     seen = ctx.watch.run.status if ctx.watch.run else ctx.watch.probe.status if ctx.watch.probe else None
     reason = f"timed out after {ctx.timeout:.0f}s {ctx.watch.phase}" + (f" (last seen: {seen})" if seen else "")
     return ctx.verdict(TIMED_OUT, reason, gates=_not_judged(ctx, "timed out"))

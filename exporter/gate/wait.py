@@ -58,16 +58,27 @@ class Progress:
 
 
 class GateObserver:
-    """The client's `RequestObserver`: counts the gate's requests and reports 429s as progress."""
+    """The client's `RequestObserver`: counts the gate's requests, reports 429s and a first failure
+    to connect as progress, and remembers whether the API could be reached at the last attempt."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, host: str = "") -> None:
         self.progress = progress
+        self.host = host
         self.requests = 0
+        self.unreachable: str | None = None
+        """The route of the last attempt when it could not connect; None once an answer arrives."""
 
     def request(self, endpoint: str, code: str, seconds: float) -> None:
         self.requests += 1
+        if code != "error":
+            self.unreachable = None
 
-    def error(self, endpoint: str, kind: str) -> None: ...
+    def error(self, endpoint: str, kind: str) -> None:
+        if kind != errors.ApiConnectionError.kind:
+            return
+        if self.unreachable is None:
+            self.progress.say(f"cannot reach {self.host} ({endpoint}): trying again for a few seconds")
+        self.unreachable = endpoint
 
     def rate_limited(self) -> None:
         self.progress.say("rate limited (429): waiting as Retry-After says, then trying again")
