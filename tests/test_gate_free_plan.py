@@ -10,11 +10,14 @@ import asyncio
 import io
 import os
 import re
+import shlex
+from pathlib import Path
 
 import pytest
 
 from exporter.api.keysource import KeySource
 from exporter.app.daemon import Exporter
+from exporter.gate import report
 from exporter.gate.command import emit
 from exporter.gate.flow import gate_limiter
 from exporter.gate.options import parse
@@ -23,6 +26,7 @@ from exporter.simulator import DEMO_KEY, Simulator
 from tests.support.gate import Unreachable, first_ids, run_gate
 from tests.support.vclock import run_virtual
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 FREE_KEY_LIMIT = 10
 """A Free key's requests a minute, as the simulator enforces them."""
 QUEUED = 4.0
@@ -151,6 +155,21 @@ def test_a_project_slug_shaped_like_a_uuid_is_still_found_by_its_slug() -> None:
     assert result.verdict.exit_code == 0, result.verdict.reason
     assert [(route(p), s) for _, p, s, _ in result.requests][:3] == [
         ("/projects/{id}/tests", 404), ("/projects", 200), ("/projects/{id}/tests", 200)]
+
+
+def test_the_readme_gate_example_shows_what_the_gate_does() -> None:
+    section = README.read_text().split("## CI/CD quality gate", 1)[1].split("\n## ", 1)[0]
+    command, shown = re.findall(r"```(?:sh)?\n(.*?)```", section, re.DOTALL)[:2]
+    argv = shlex.split(command.replace("\\\n", " "))[2:]  # after `callmeter-exporter gate`
+
+    def configure(sim: Simulator) -> None:
+        sim.plan_test_runs(first_ids(sim)[1], outcome="COMPLETED", duration=120,
+                           summary={"avgMos": 4.21, "avgJitterMs": 8.3, "avgPacketLossFraction": 0.12})
+
+    assert report.table(run_gate(argv, configure=configure).verdict) == shown
+    free = [*argv, "--plan", "free"]
+    assert "gate took 3m06s, 5 API requests" in report.table(run_gate(free, configure=configure).verdict)
+    assert "On a Free key the same gate takes 3m06s" in section
 
 
 # -- the last look before a timeout --------------------------------------------------------------
