@@ -7,9 +7,11 @@ the setting and what is expected, and never the value (it may be the API key).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -239,6 +241,20 @@ class Settings(BaseSettings):
     def budget_per_minute(self) -> float:
         """What this exporter allows itself: the key's limit times the budget share."""
         return self.key_limit_per_minute * self.budget_share
+
+    @property
+    def budget_window_cap(self) -> int:
+        """Requests this exporter sends in any 60-second window at most: its share of the key's limit,
+        rounded down (at least 1). Computed on the share as written (0.8 is 4/5): in binary floating
+        point 100 x 0.29 is 28.999999999999996, and int() of it would lose a request."""
+        return max(1, math.floor(self.key_limit_per_minute * Fraction(repr(self.budget_share))))
+
+    @property
+    def gate_requests_per_minute(self) -> int:
+        """What the exporter leaves of the key's limit, for `callmeter-exporter gate`: the limit minus
+        the exporter's window cap, so that the two together never hold more than the limit in a window
+        and lose nothing to rounding (Free 2, Basic 12, Pro 24 at the default share of 0.8)."""
+        return self.key_limit_per_minute - self.budget_window_cap
 
     @property
     def floors(self) -> Floors:

@@ -11,7 +11,8 @@ layers its own (`send -> _send_handling_auth -> ... -> _send_single_request`), o
          │                    has passed, then tries again; anything else goes to the caller
          └─ _send             one attempt, judged (`_judge`) and recorded once (`_Recorder`)
             └─ _book_and_send a slot on the shared `RateLimiter`, then the exchange; an exception
-               │              comes back as ours, through the table `_TRANSPORT_ERRORS`
+               │              comes back as ours, through the table `_TRANSPORT_ERRORS`; an attempt
+               │              that never connected (refused, DNS, TLS) gives its slot back
                └─ _exchange   one HTTP exchange within one deadline, its body size bounded
 
 What one attempt ends in (the tree itself is drawn in `errors`):
@@ -185,6 +186,9 @@ _TRANSPORT_ERRORS: tuple[tuple[tuple[type[BaseException], ...], _Convert], ...] 
     ((httpx.HTTPError, httpx.InvalidURL, UnicodeError), _unreachable),
 )
 _CAUGHT = tuple(kind for kinds, _ in _TRANSPORT_ERRORS for kind in kinds)
+_NEVER_SENT = (httpx.ConnectError,)
+"""No connection was made (refused, DNS, TLS handshake), so nothing reached the API: the attempt cost
+the key nothing of its rate limit."""
 
 
 def _translate(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
@@ -481,24 +485,29 @@ class CallMeterClient:
     async def _book_and_send(self, call: _Call) -> tuple[_Answer | errors.ApiError, float]:
         """The answer (or our error for the exception that came instead) and the seconds it took."""
         async with self._gate:
-            await self._book()
+            slot = await self._book()
             started = time.perf_counter()
             outcome: _Answer | errors.ApiError
             try:
                 outcome = await self._exchange(call)
             except _CAUGHT as exc:
+                if isinstance(exc, _NEVER_SENT):
+                    # Its retries then wait for their backoff only, not for a window that a dead
+                    # address filled (a small budget would hold each of them for a minute).
+                    self._limiter.release(slot)
                 outcome = _translate(call.route, exc, self._limits)
             return outcome, time.perf_counter() - started
 
-    async def _book(self) -> None:
-        """Wait for a slot on the shared limiter; one a 429 blocked while we waited is given back."""
+    async def _book(self) -> float:
+        """Wait for a slot on the shared limiter and return it; one a 429 blocked while we waited is
+        given back."""
         while True:
             slot = self._limiter.reserve()
             wait = slot - self._limiter.now()
             if wait > 0:
                 await self._sleep(wait)
             if self._limiter.blocked_for() <= 0:
-                return
+                return slot
             self._limiter.release(slot)  # a 429 arrived while we waited: queue behind it
 
     async def _exchange(self, call: _Call) -> _Answer:

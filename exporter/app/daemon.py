@@ -67,7 +67,7 @@ class Exporter:
         `transport` and `wall` clock, and a `publish` that keeps snapshots instead of rendering them."""
         loop_time = asyncio.get_running_loop().time
         per_minute = settings.budget_per_minute
-        limiter = RateLimiter(per_minute=per_minute, window_cap=max(1, int(per_minute)), clock=loop_time)
+        limiter = RateLimiter(per_minute=per_minute, window_cap=settings.budget_window_cap, clock=loop_time)
         registry = CollectorRegistry(auto_describe=False)
         metrics = ExporterMetrics(registry, budget_per_minute=per_minute, current_rate=lambda: limiter.per_minute)
         key = key or _key_source(settings)

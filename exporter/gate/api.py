@@ -5,13 +5,23 @@ only code that sends anything but a GET. A write is tried again only after a 429
 API did nothing; the client hands any other failure of a write back at once, since a 5xx or a lost
 answer may already have started a run, and a second one would cost the account a second run.
 
-    resolve_project / resolve_test / resolve_probe     id, slug or exact name -> the model (1 list read)
+    in_project(client, project, read)                  the project (id or slug) and what `read` reads in it
+    pick(items, value, ...)                            id or exact name -> the item of a list already read
     GateClient.run_test / run_probe                    the writes: 201 -> the new run / execution
     GateClient.read_run / read_probe / read_test       one GET each
+
+Finding a target costs as few reads as can be: a test or probe by id or name is picked from the
+project's list (one read, which also gives a test's `durationSeconds`); a project given by id costs
+nothing more, by slug the project list (one read). The API reference does not say what an id looks
+like: its one project example is a UUID (`c3d4e5f6-a7b8-9012-cdef-123456789012`), its other examples
+are short strings (`abc123`, `probe_abc123`), and the webhook examples cuid-like ones (`clx...`). So
+only a UUID-shaped `--project` is sent as an id as it is (a slug would be a request known to 404);
+anything else is looked up in the project list by id or slug, which is right whatever ids look like.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -32,6 +42,9 @@ RUN = "/projects/{projectId}/test-runs/{testRunId}"
 
 N = TypeVar("N", Project, Test, Probe)
 T = TypeVar("T")
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+"""The shape of the reference's project id (8-4-4-4-12 hex digits; its example has no UUID version)."""
 
 
 def _id(value: str) -> str:
@@ -96,14 +109,26 @@ def pick(items: Sequence[N], value: str, what: str, name: str, where: str = "") 
     raise NotFoundError(f"no {what}{where} has the id or {name} {value!r} (as far as the key can see)")
 
 
+def may_be_project_id(value: str) -> bool:
+    """Whether `value` has the shape of a project id, as far as the API reference shows one."""
+    return _UUID.fullmatch(value) is not None
+
+
 async def in_project(client: GateClient, value: str, read: Callable[[str], Awaitable[T]]) -> tuple[Project, T]:
-    """`read(project_id)` with `value` taken as the project's id, which costs nothing extra; when the API
-    answers 404, `value` is looked up among the projects by id or slug (one more list) and read again."""
+    """`read(project_id)` in the project `value` names. A UUID is taken as the id, which costs nothing
+    extra; anything else is looked up among the projects by id or slug first (one list). A UUID the API
+    answers 404 for may still be a slug: it is looked up too, and read again."""
+    if not may_be_project_id(value):
+        project = await _project(client, value)
+        return project, await read(project.id)
     try:
         return Project(id=value), await read(value)
     except errors.NotFound:
-        projects = await client.list_all(PROJECTS, "projects", Project)
-        project = pick(projects, value, "project", "slug")
+        project = await _project(client, value)
         if project.id == value:
             raise  # the project exists: what is missing is the resource `read` asked for
         return project, await read(project.id)
+
+
+async def _project(client: GateClient, value: str) -> Project:
+    return pick(await client.list_all(PROJECTS, "projects", Project), value, "project", "slug")

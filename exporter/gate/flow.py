@@ -3,8 +3,10 @@
     gate(options) -> Verdict      never raises for what the API or the options do: each way a gate can
                                   end is a verdict with its exit code (see `judge`)
 
-Requests in a test gate: the project's test list (1; plus the project list when --project is a slug),
-the trigger (1), then the looks `wait` plans (usually 1 or 2). The whole gate runs within --timeout.
+Requests in a test gate: the project's test list (1; plus the project list when --project is not a
+UUID, see `api`), the trigger (1), then the looks `wait` plans (usually 1 or 2, and one more just
+before the deadline when the run is late). The whole gate runs within --timeout, except that an API
+that cannot be reached ends it as exit 5 after the client's few retries (seconds), whatever --timeout says.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from ..api import errors
 from ..api.budget import RateLimiter
@@ -37,7 +40,7 @@ from .judge import (
     run_values,
 )
 from .options import GateOptions
-from .wait import QUEUE_ALLOWANCE, GateObserver, Progress, Watch, patient, wait_for_probe, wait_for_run
+from .wait import QUEUE_ALLOWANCE, GateObserver, Looks, Progress, Watch, patient, wait_for_probe, wait_for_run
 
 TEST_SLACK = 900.0
 """Default --timeout beyond the test's duration: queueing, and looks after the expected end."""
@@ -56,6 +59,7 @@ def gate_limiter(per_minute: float, clock: Callable[[], float]) -> RateLimiter:
 class Context:
     options: GateOptions
     client: GateClient
+    limiter: RateLimiter
     progress: Progress
     observer: GateObserver
     wall: Callable[[], float]
@@ -71,6 +75,10 @@ class Context:
         if self.options.timeout is None:
             self.deadline.reschedule(self.started + seconds)
 
+    def looks(self) -> Looks:
+        """The pacing of the looks at a run or probe: the gate's limiter, and its deadline."""
+        return Looks(self.limiter, self.deadline.when)
+
     @property
     def timeout(self) -> float:
         when = self.deadline.when()
@@ -85,30 +93,30 @@ class Context:
                        requests=self.observer.requests, **(defaults | fields))
 
 
-def build_client(options: GateOptions, observer: GateObserver, *, key: KeySource | None = None,
-                 base_url: str | None = None, transport: Any = None) -> GateClient:
+def build_client(options: GateOptions, observer: GateObserver, limiter: RateLimiter, *,
+                 key: KeySource | None = None, base_url: str | None = None, transport: Any = None) -> GateClient:
     s = options.settings
     if key is None:
         secret = s.api_key.get_secret_value() if s.api_key else None
         key = KeySource(value=secret, path=s.api_key_file if secret is None else None)
-    loop = asyncio.get_running_loop()
-    return GateClient(base_url=base_url or s.base_url, key=key, limiter=gate_limiter(options.budget_per_minute,
-                      loop.time), timeout=s.http_timeout, max_concurrency=1, observer=observer, transport=transport)
+    return GateClient(base_url=base_url or s.base_url, key=key, limiter=limiter, timeout=s.http_timeout,
+                      max_concurrency=1, observer=observer, transport=transport)
 
 
 async def gate(options: GateOptions, *, key: KeySource | None = None, base_url: str | None = None,
                transport: Any = None, wall: Callable[[], float] = time.time, err: TextIO | None = None) -> Verdict:
     loop = asyncio.get_running_loop()
     progress = Progress(None if options.quiet else (err or sys.stderr), loop.time)
-    observer = GateObserver(progress)
+    observer = GateObserver(progress, urlsplit(base_url or options.settings.base_url).netloc)
+    limiter = gate_limiter(options.budget_per_minute, loop.time)
     try:
-        client = build_client(options, observer, key=key, base_url=base_url, transport=transport)
+        client = build_client(options, observer, limiter, key=key, base_url=base_url, transport=transport)
     except SettingsError as exc:
         return Verdict(kind=options.kind, project=options.project, target_id="", target_name="",
                        exit_code=USAGE, reason=str(exc))
     try:
         async with asyncio.timeout(None) as deadline:
-            ctx = Context(options, client, progress, observer, wall, deadline, loop.time())
+            ctx = Context(options, client, limiter, progress, observer, wall, deadline, loop.time())
             deadline.reschedule(ctx.started + (options.timeout or
                                                (PROBE_TIMEOUT if options.kind == "probe" else TEST_SLACK)))
             try:
@@ -143,8 +151,8 @@ async def _test_gate(ctx: Context) -> Verdict:
     duration = (test.duration_seconds if test else None) or 0.0
     ctx.limit_time(duration + QUEUE_ALLOWANCE + TEST_SLACK)
     ctx.watch.phase = "waiting for the run to end"
-    run = await wait_for_run(client, project.id, run, duration=duration, wall=ctx.wall, progress=ctx.progress,
-                             watch=ctx.watch)
+    run = await wait_for_run(client, project.id, run, duration=duration, looks=ctx.looks(), wall=ctx.wall,
+                             progress=ctx.progress, watch=ctx.watch)
     return _judged(ctx, run)
 
 
@@ -180,7 +188,8 @@ async def _probe_gate(ctx: Context) -> Verdict:
     execution = await patient(lambda: client.run_probe(project.id, probe.id))
     ctx.progress.say(f"triggered an execution of probe {ctx.target_name!r} in project {project.label}")
     ctx.watch.phase = "waiting for the probe's execution"
-    probe = await wait_for_probe(client, project.id, probe, execution, progress=ctx.progress, watch=ctx.watch)
+    probe = await wait_for_probe(client, project.id, probe, execution, looks=ctx.looks(), progress=ctx.progress,
+                                 watch=ctx.watch)
     result = judge_probe(probe.status, o.min_probe_status)
     code = probe_exit(probe.status, o.min_probe_status)
     left = probe.status or "without a status"
@@ -198,6 +207,12 @@ def _failed(ctx: Context, exc: Exception) -> Verdict:
 
 
 def _timed_out(ctx: Context) -> Verdict:
+    """Exit 4, unless the API could not be reached at the last attempt: that is exit 5 whatever
+    --timeout says (a timeout shorter than the client's few retries must not hide a dead address)."""
+    if ctx.observer.unreachable is not None:
+        reason = (f"the CallMeter API could not be used: cannot reach {ctx.observer.host} "
+                  f"({ctx.observer.unreachable}): no connection within {ctx.progress.elapsed():.0f}s")
+        return ctx.verdict(API_ERROR, reason, gates=_not_judged(ctx, reason))
     seen = ctx.watch.run.status if ctx.watch.run else ctx.watch.probe.status if ctx.watch.probe else None
     reason = f"timed out after {ctx.timeout:.0f}s {ctx.watch.phase}" + (f" (last seen: {seen})" if seen else "")
     return ctx.verdict(TIMED_OUT, reason, gates=_not_judged(ctx, "timed out"))

@@ -159,11 +159,11 @@ def parse_duration(text: str, flag: str) -> float:
 def _budget(text: str | None, settings: Settings) -> float:
     if text is not None:
         return _number(text, "--gate-requests-per-minute", 0.1, 100_000)
-    free = settings.key_limit_per_minute * (1 - settings.budget_share)
-    if free < 0.1:
+    free = settings.gate_requests_per_minute
+    if free < 1:
         raise UsageError("CALLMETER_BUDGET_SHARE leaves the gate no requests of the key's limit: lower it, or "
                          "set --gate-requests-per-minute")
-    return free
+    return float(free)
 
 
 def _report_path(text: str | None) -> Path | None:

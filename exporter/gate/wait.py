@@ -4,6 +4,9 @@ A triggered run is PENDING, then QUEUED, then RUNNING for its test's `durationSe
 once early when the run is long (a run that cannot start ends within seconds, CANNOT_RUN_FOR_NOW),
 then at the moment the run should have ended, then every 5, 10, 20, 40 and 60 seconds. Every look is
 one GET booked on the gate's own limiter, and a 429 pauses it until Retry-After has passed (`patient`).
+A look the budget cannot pay for at its moment goes at the first free slot; when the next look would
+come too late for the deadline, one more goes just before it if the budget has a slot (`Looks`), so a
+run that ended late is judged rather than timed out.
 Expected ends come from the API's own timestamps; the local clock only measures how far away they are,
 and is never trusted beyond the test's duration (a skewed clock cannot stretch the wait).
 """
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import TextIO, TypeVar
 
 from ..api import errors
+from ..api.budget import RateLimiter
 from ..api.models import Probe, ProbeExecution, TestRun
 from .api import GateClient
 
@@ -29,6 +33,9 @@ LONG_RUN = 60.0
 EARLY_LOOK = 15.0
 BACKOFF = (5.0, 10.0, 20.0, 40.0, 60.0)
 PROBE_BACKOFF = (10.0, 10.0, 20.0, 30.0, 60.0)
+LAST_LOOK = 3.0
+"""Seconds before the deadline of the last look, when the next planned one would come after it: time
+for the answer to arrive before the deadline ends the gate."""
 
 
 class Progress:
@@ -51,16 +58,27 @@ class Progress:
 
 
 class GateObserver:
-    """The client's `RequestObserver`: counts the gate's requests and reports 429s as progress."""
+    """The client's `RequestObserver`: counts the gate's requests, reports 429s and a first failure
+    to connect as progress, and remembers whether the API could be reached at the last attempt."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, host: str = "") -> None:
         self.progress = progress
+        self.host = host
         self.requests = 0
+        self.unreachable: str | None = None
+        """The route of the last attempt when it could not connect; None once an answer arrives."""
 
     def request(self, endpoint: str, code: str, seconds: float) -> None:
         self.requests += 1
+        if code != "error":
+            self.unreachable = None
 
-    def error(self, endpoint: str, kind: str) -> None: ...
+    def error(self, endpoint: str, kind: str) -> None:
+        if kind != errors.ApiConnectionError.kind:
+            return
+        if self.unreachable is None:
+            self.progress.say(f"cannot reach {self.host} ({endpoint}): trying again for a few seconds")
+        self.unreachable = endpoint
 
     def rate_limited(self) -> None:
         self.progress.say("rate limited (429): waiting as Retry-After says, then trying again")
@@ -75,6 +93,35 @@ class Watch:
     phase: str = "finding the target"
     run: TestRun | None = None
     probe: Probe | None = None
+
+
+@dataclass
+class Looks:
+    """When the next look goes out, on the limiter's clock: at the planned moment, or at the limiter's
+    first free slot after it; and when that is too late for the deadline, once (and only once) more,
+    `LAST_LOOK` seconds before the deadline or at the first free slot after that. When the budget has
+    no slot before the deadline, nothing more goes out and the deadline ends the gate."""
+
+    limiter: RateLimiter
+    deadline: Callable[[], float | None]
+    """The gate's deadline on the same clock (None: none)."""
+    last_taken: bool = False
+
+    def when(self, delay: float) -> float:
+        now = self.limiter.now()
+        free = self.limiter.next_free()
+        at = max(now + delay, free)
+        end = self.deadline()
+        if end is None or at <= end - LAST_LOOK:
+            return at
+        if self.last_taken or free >= end:
+            return end + LAST_LOOK  # past the deadline: the gate ends first
+        self.last_taken = True
+        return max(free, end - LAST_LOOK, now)
+
+    async def wait(self, delay: float) -> None:
+        """Sleep until the next look `delay` seconds from now may go out (see the class)."""
+        await asyncio.sleep(max(0.0, self.when(delay) - self.limiter.now()))
 
 
 async def patient(call: Callable[[], Awaitable[T]]) -> T:
@@ -119,7 +166,7 @@ class Pacer:
         return delay
 
 
-async def wait_for_run(client: GateClient, project_id: str, run: TestRun, *, duration: float,
+async def wait_for_run(client: GateClient, project_id: str, run: TestRun, *, duration: float, looks: Looks,
                        wall: Callable[[], float], progress: Progress, watch: Watch) -> TestRun:
     """The run once it is terminal (COMPLETED, FAILED or CANNOT_RUN_FOR_NOW)."""
     pacer = Pacer(duration, early=run.started_at is None)
@@ -127,7 +174,7 @@ async def wait_for_run(client: GateClient, project_id: str, run: TestRun, *, dur
     _announce(run, None, pacer, wall(), progress)
     run_id = run.id
     while not run.terminal:
-        await asyncio.sleep(pacer.delay(run, wall()))
+        await looks.wait(pacer.delay(run, wall()))
         current = await patient(lambda: client.read_run(project_id, run_id))
         _announce(current, run.status, pacer, wall(), progress)
         run = watch.run = current
@@ -155,14 +202,14 @@ def executed_since(probe: Probe, before: float | None, execution: ProbeExecution
 
 
 async def wait_for_probe(client: GateClient, project_id: str, probe: Probe, execution: ProbeExecution, *,
-                         progress: Progress, watch: Watch) -> Probe:
+                         looks: Looks, progress: Progress, watch: Watch) -> Probe:
     """The probe once an execution after the trigger shows in its `lastExecutionAt`."""
     before = probe.last_execution_at
     watch.probe = probe
-    looks = 0
+    seen = 0
     while True:
-        await asyncio.sleep(PROBE_BACKOFF[min(looks, len(PROBE_BACKOFF) - 1)])
-        looks += 1
+        await looks.wait(PROBE_BACKOFF[min(seen, len(PROBE_BACKOFF) - 1)])
+        seen += 1
         current = watch.probe = await patient(lambda: client.read_probe(project_id, probe.id))
         if executed_since(current, before, execution):
             progress.say(f"probe {probe.name or probe.id}: executed, {current.status or 'no status'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -100,6 +101,22 @@ def test_exit_codes_of_the_process(server: SimulatorServer, setup: str, args: li
         assert UNKNOWN_KEY not in output and DEMO_KEY not in output
     if code in (2, 5):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_dead_port_exits_5_within_30_seconds_naming_the_host(server: SimulatorServer) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    result = gate(server, "--project", "production", "--test", "Production call quality 1", "--timeout", "600s",
+                  env={"CALLMETER_BASE_URL": f"http://127.0.0.1:{port}/api/v1", "CALLMETER_PLAN": "free",
+                       "CALLMETER_API_KEY": UNKNOWN_KEY})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert elapsed < 30
+    assert f"cannot reach 127.0.0.1:{port} (/projects)" in result.stderr.splitlines()[-1]
+    assert UNKNOWN_KEY not in result.stdout + result.stderr
+    assert not server.simulator.requests
 
 
 def test_json_is_the_only_thing_on_stdout(server: SimulatorServer) -> None:

@@ -31,6 +31,17 @@ REPORTED = {"avgMos": 4.3, "avgJitterMs": 6.0, "avgPacketLossFraction": 0.2, "av
 """The summary of the runs `verdict` judges: RTT null, one registration failure."""
 
 
+class Unreachable(httpx.AsyncBaseTransport):
+    """An API nothing answers for: every attempt fails to connect, as httpx reports a refused port."""
+
+    def __init__(self) -> None:
+        self.attempts: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts.append(asyncio.get_running_loop().time())
+        raise httpx.ConnectError("All connection attempts failed", request=request)
+
+
 @dataclass
 class GateRun:
     verdict: Verdict
@@ -66,8 +77,10 @@ def simulator_for(world: WorldConfig = WORLD, rate_limit: int | None = None) -> 
 def run_gate(argv: list[str] | Callable[[Simulator], list[str]], *, world: WorldConfig = WORLD,
              configure: Callable[[Simulator], None] | None = None, rate_limit: int | None = None,
              during: Callable[[Simulator], None] | None = None, during_at: float = 0.0,
-             key: str = DEMO_KEY) -> GateRun:
-    """One gate; `argv` may be built from the simulator (for its ids). `during` runs at `during_at` s."""
+             key: str = DEMO_KEY, base_url: str = BASE_URL,
+             transport: Callable[[Simulator], httpx.AsyncBaseTransport] | None = None) -> GateRun:
+    """One gate; `argv` may be built from the simulator (for its ids). `during` runs at `during_at` s.
+    `transport` replaces the simulator's own (an API that cannot be reached, say)."""
 
     async def main() -> GateRun:
         simulator, wall = simulator_for(world, rate_limit)
@@ -76,9 +89,10 @@ def run_gate(argv: list[str] | Callable[[Simulator], list[str]], *, world: World
         if during is not None:
             asyncio.get_running_loop().call_later(during_at, during, simulator)
         args = argv(simulator) if callable(argv) else argv
-        options = parse([*args, "--api-key", key, "--base-url", BASE_URL])
+        options = parse([*args, "--api-key", key, "--base-url", base_url])
         err = io.StringIO()
-        verdict = await gate(options, transport=SimulatorTransport(simulator, latency=0.05), wall=wall, err=err)
+        http = transport(simulator) if transport else SimulatorTransport(simulator, latency=0.05)
+        verdict = await gate(options, transport=http, wall=wall, err=err)
         requests = [(method, path, status, at - WALL_START) for at, method, path, status in simulator.requests]
         return GateRun(verdict, simulator, requests, err.getvalue())
 

@@ -215,6 +215,24 @@ def test_an_attempt_without_an_answer_is_counted_as_code_error(with_client: Clie
     assert observer.calls == [("request", "/projects", "error"), ("error", "/projects", "connection")] * 2
 
 
+def test_an_attempt_that_never_connected_costs_no_slot_in_the_window(fake: FakeTime) -> None:
+    # Two requests a minute (a Free key's gate): four refused attempts in a few seconds, not four minutes.
+    limiter = RateLimiter(per_minute=60, window_cap=2, clock=fake.clock)
+
+    async def go() -> None:
+        client = CallMeterClient(base_url=f"http://127.0.0.1:{free_port()}/api/v1", key=KeySource(value=DEMO_KEY),
+                                 limiter=limiter, sleep=fake.sleep)
+        try:
+            await list_projects(client)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(errors.ApiConnectionError):
+        asyncio.run(go())
+    assert limiter.sent_in_window() == 0
+    assert fake.now < 15  # the backoff (1, 2, 4 s with jitter) and the 1 s spacing only
+
+
 # -- the protected write path (only exporter/gate subclasses it) ------------------------------------------
 
 RUN_ROUTE = "/projects/{projectId}/tests/{testId}/run"
