@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.expose.server import MetricsServer
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -52,7 +53,6 @@ from exporter.api.models import Probe, Project, Registrar, RunSummary, Test, Tes
 from exporter.expose.exposition import Exposition, wants_gzip, wants_openmetrics
 from exporter.expose.families import snapshot_families
 from exporter.expose.selfmetrics import ExporterMetrics
-from exporter.expose.server import MetricsServer
 from exporter.model.snapshot import ProjectData, Snapshot
 
 SERIES_PER_UNIT = 29  # one probe (7 series) and one test with its runs (22 series)
