@@ -11,7 +11,6 @@ import io
 import os
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
@@ -24,9 +23,10 @@ from exporter.gate.options import parse
 from exporter.settings import load
 from exporter.simulator import DEMO_KEY, Simulator
 from tests.support.gate import Unreachable, first_ids, run_gate
+from tests.support.paths import ROOT
 from tests.support.vclock import run_virtual
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 FREE_KEY_LIMIT = 10
 """A Free key's requests a minute, as the simulator enforces them."""
 QUEUED = 4.0
