@@ -22,9 +22,10 @@ RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "callmeter-rules.test.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
-# The runbook lives in README.md once the draft is merged into it.
-RUNBOOK = ROOT / "README.md"
-RUNBOOK_URL = "https://github.com/callmeter/callmeter-exporter/blob/main/README.md#"
+# The runbook is a page of the manual; the rules link to it on the published site (mkdocs.yml site_url),
+# an address the Helm chart replaces with prometheusRule.runbookBaseUrl.
+RUNBOOK = ROOT / "docs" / "runbook.md"
+RUNBOOK_URL = "https://callmeter.github.io/callmeter-exporter/runbook/#"
 
 SEVERITIES = {"critical", "warning", "info"}
 
