@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         default=None, description="Secret of a CallMeter probe webhook; turns the webhook receiver on. "
                                   "Prefer the secret file.")
     webhook_secret_file: Path | None = Field(
-        default=None, description="File of webhook secrets, one a line; turns the receiver on; re-read when it "
+        default=None, description="File of webhook secrets, one per line; turns the receiver on; re-read when it "
                                   "changes.")
     webhook_path: str = Field(default="/webhooks/callmeter", description="Path the webhook receiver answers on.")
     webhook_listen_address: str | None = Field(
@@ -275,7 +275,7 @@ def check_webhook_secret(raw: str) -> str:
 
 
 def read_webhook_secrets(path: Path) -> tuple[str, ...]:
-    """The secrets in a file, one a line; blank lines and lines starting with # are skipped."""
+    """The secrets in a file, one per line; blank lines and lines starting with # are skipped."""
     source = "CALLMETER_WEBHOOK_SECRET_FILE"
     try:
         text = path.read_text(encoding="utf-8")
@@ -292,7 +292,7 @@ def read_webhook_secrets(path: Path) -> tuple[str, ...]:
         except ValueError as exc:
             raise SettingsError(f"{source}: the secret on line {number} of {path} {exc}") from None
     if not secrets:
-        raise SettingsError(f"{source}: {path} holds no secret; expected one secret a line")
+        raise SettingsError(f"{source}: {path} holds no secret; expected one secret per line")
     return tuple(dict.fromkeys(secrets))
 
 
