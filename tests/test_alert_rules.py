@@ -127,7 +127,7 @@ def _github_anchor(heading: str) -> str:
 
 def test_every_runbook_url_has_a_runbook_heading(alerting_rules: list[dict[str, Any]]) -> None:
     text = RUNBOOK.read_text()
-    alert_headings = re.findall(r"^### (CallMeter\w+)\s*$", text, flags=re.MULTILINE)
+    alert_headings = re.findall(r"^##+ (CallMeter\w+)\s*$", text, flags=re.MULTILINE)
     anchors = {_github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
     for rule in alerting_rules:
         anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]
