@@ -50,14 +50,17 @@ class Settings(BaseSettings):
                                     "a minute; enterprise: give CALLMETER_REQUESTS_PER_MINUTE).")
     requests_per_minute: int | None = Field(
         default=None, ge=1, le=100_000,
-        description="The key's rate limit a minute; overrides the plan. Required for enterprise.")
+        description="The key's rate limit per minute; overrides the plan. Required for enterprise.")
     budget_share: float = Field(default=0.8, gt=0, le=1,
-                                description="Share of the key's rate this exporter may spend (rest: CI, people).")
-    projects: str = Field(default="", description="Comma list of project ids or slugs; empty: every project.")
+                                description="Share of the key's rate limit this exporter may spend; the rest is left "
+                                            "for CI pipelines and people.")
+    projects: str = Field(default="",
+                          description="Comma-separated project ids or slugs to export; empty: every project.")
     packet_loss_unit: Literal["percent", "fraction"] = Field(
         default="percent", description="Unit of avgPacketLossFraction as the API sends it.")
     http_timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds before an API request times out.")
-    max_concurrency: int = Field(default=4, ge=1, le=64, description="API requests in flight at most.")
+    max_concurrency: int = Field(default=4, ge=1, le=64,
+                                 description="Most API requests in flight at once (matters for large budgets).")
     schedule: Literal["adaptive", "fixed"] = Field(
         default="adaptive", description="adaptive: read probe lists when probes execute and runs when they should "
                                         "end; fixed: every list on a fixed clock.")
