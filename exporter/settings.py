@@ -52,14 +52,17 @@ class Settings(BaseSettings):
                                     "a minute; enterprise: give CALLMETER_REQUESTS_PER_MINUTE).")
     requests_per_minute: int | None = Field(
         default=None, ge=1, le=100_000,
-        description="The key's rate limit a minute; overrides the plan. Required for enterprise.")
+        description="The key's rate limit per minute; overrides the plan. Required for enterprise.")
     budget_share: float = Field(default=0.8, gt=0, le=1,
-                                description="Share of the key's rate this exporter may spend (rest: CI, people).")
-    projects: str = Field(default="", description="Comma list of project ids or slugs; empty: every project.")
+                                description="Share of the key's rate limit this exporter may spend; the rest is left "
+                                            "for CI pipelines and people.")
+    projects: str = Field(default="",
+                          description="Comma-separated project ids or slugs to export; empty: every project.")
     packet_loss_unit: Literal["percent", "fraction"] = Field(
         default="percent", description="Unit of avgPacketLossFraction as the API sends it.")
     http_timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds before an API request times out.")
-    max_concurrency: int = Field(default=4, ge=1, le=64, description="API requests in flight at most.")
+    max_concurrency: int = Field(default=4, ge=1, le=64,
+                                 description="Most API requests in flight at once (matters for large budgets).")
     schedule: Literal["adaptive", "fixed"] = Field(
         default="adaptive", description="adaptive: read probe lists when probes execute and runs when they should "
                                         "end; fixed: every list on a fixed clock.")
@@ -109,7 +112,7 @@ class Settings(BaseSettings):
         default=None, description="Secret of a CallMeter probe webhook; turns the webhook receiver on. "
                                   "Prefer the secret file.")
     webhook_secret_file: Path | None = Field(
-        default=None, description="File of webhook secrets, one a line; turns the receiver on; re-read when it "
+        default=None, description="File of webhook secrets, one per line; turns the receiver on; re-read when it "
                                   "changes.")
     webhook_path: str = Field(default="/webhooks/callmeter", description="Path the webhook receiver answers on.")
     webhook_listen_address: str | None = Field(
@@ -291,7 +294,7 @@ def check_webhook_secret(raw: str) -> str:
 
 
 def read_webhook_secrets(path: Path) -> tuple[str, ...]:
-    """The secrets in a file, one a line; blank lines and lines starting with # are skipped."""
+    """The secrets in a file, one per line; blank lines and lines starting with # are skipped."""
     source = "CALLMETER_WEBHOOK_SECRET_FILE"
     try:
         text = path.read_text(encoding="utf-8")
@@ -308,7 +311,7 @@ def read_webhook_secrets(path: Path) -> tuple[str, ...]:
         except ValueError as exc:
             raise SettingsError(f"{source}: the secret on line {number} of {path} {exc}") from None
     if not secrets:
-        raise SettingsError(f"{source}: {path} holds no secret; expected one secret a line")
+        raise SettingsError(f"{source}: {path} holds no secret; expected one secret per line")
     return tuple(dict.fromkeys(secrets))
 
 

@@ -33,6 +33,8 @@ import yaml
 CHART = Path("deploy/helm/callmeter-exporter")
 RULES = Path("deploy/prometheus/callmeter-rules.yml")
 DASHBOARDS = Path("grafana/dashboards")
+# Where the rules file's runbook links start; the chart replaces it with prometheusRule.runbookBaseUrl.
+RUNBOOK_PLACEHOLDER = "https://callmeter.github.io/callmeter-exporter/runbook/#"
 SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 
 
@@ -193,15 +195,20 @@ def check_objects(repo: Path, values: dict[str, Any], text: str, docs: list[dict
     expect(len(rules) == int(values["prometheusRule"]["enabled"]), "PrometheusRule iff enabled")
     for rule in rules:
         canonical_text = (repo / RULES).read_text()
-        canonical = yaml.safe_load(canonical_text)
-        expect(rule["spec"]["groups"] == canonical["groups"], f"PrometheusRule groups differ from {RULES}")
+        runbook = values["prometheusRule"]["runbookBaseUrl"].rstrip("/") + "/runbook/#"
+        expect(RUNBOOK_PLACEHOLDER in canonical_text, f"{RULES} has no runbook link starting {RUNBOOK_PLACEHOLDER}")
+        canonical = yaml.safe_load(canonical_text.replace(RUNBOOK_PLACEHOLDER, runbook))
+        expect(rule["spec"]["groups"] == canonical["groups"],
+               f"PrometheusRule groups differ from {RULES} with its runbook links moved to {runbook}")
+        links = [r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+        expect(all(link.startswith(runbook) for link in links), f"every runbook_url starts with {runbook}")
         for template in ("{{ $value", "{{ $labels."):
             if template in canonical_text:
                 expect(template in text, f"PrometheusRule lost the Prometheus template {template} }}}}")
         print(
             f"    PrometheusRule: {len(canonical['groups'])} groups, "
             f"{sum(len(g['rules']) for g in canonical['groups'])} rules equal to {RULES}; "
-            "Prometheus templates intact"
+            f"Prometheus templates intact; runbook links at {runbook}"
         )
 
     maps = [

@@ -5,7 +5,7 @@
     judge_probe(status, ...)    -> GateResult           the probe's health against --min-probe-status
     Verdict                     what the gate concluded; every report and the push read it
 
-Exit codes (the CI contract, documented in the README):
+Exit codes (the CI contract, documented in docs/gate.md):
 
     0 PASSED       every gate passed
     1 GATE_FAILED  a gate failed (a null field counts, unless --allow-missing)

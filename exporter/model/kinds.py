@@ -3,7 +3,7 @@
 A row says where a kind is read (its route, the `endpoint` label of the request metrics), how
 important it is (its priority class: lower goes first), how often it may be read (its floor
 setting and the ceiling the plan may stretch it to), the model its items parse into, and which
-field of `snapshot.ProjectData` it fills, so which metric families it feeds (README, "Metrics").
+field of `snapshot.ProjectData` it fills, so which metric families it feeds (docs/metrics.md).
 The poller, the planner, the snapshot's freshness and `--show-schedule` all read this table; the
 function that reads a kind is `poll.reads.READS[kind.name]`. Adding a kind is a row here and a read
 function there.
@@ -11,7 +11,7 @@ function there.
     kind              route                                         fills                families
     projects          /projects                                     (the project set)    callmeter_project_info
     probes            /projects/{projectId}/probes                  probes               callmeter_probe_*
-    test_runs         /projects/{projectId}/test-runs               latest_runs          callmeter_test_last_run_*,
+    test_runs         /projects/{projectId}/test-runs               latest_runs          callmeter_test_run_last_status,
                                                                                          callmeter_test_runs_finished_total
     test_run_details  /projects/{projectId}/test-runs/{testRunId}   latest_completed     callmeter_test_run_* (quality)
     test_run_endpoints  /projects/{projectId}/test-runs/{testRunId}/endpoints

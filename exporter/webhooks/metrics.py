@@ -37,7 +37,7 @@ class WebhookMetrics(Collector):
         self._on_change = on_change
         self.last_delivery: float | None = None
         self.deliveries = Counter("callmeter_exporter_webhook_deliveries",
-                                  "Webhook deliveries received, by result (see the README's Webhooks section).",
+                                  "Webhook deliveries received, by result (see the manual's Webhooks page).",
                                   ["result"], registry=registry)
         for result in RESULTS:
             self.deliveries.labels(result)

@@ -19,9 +19,10 @@ RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "callmeter-rules.test.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
-# The runbook lives in README.md once the draft is merged into it.
-RUNBOOK = ROOT / "README.md"
-RUNBOOK_URL = "https://github.com/callmeter/callmeter-exporter/blob/main/README.md#"
+# The runbook is a page of the manual; the rules link to it on the published site (mkdocs.yml site_url),
+# an address the Helm chart replaces with prometheusRule.runbookBaseUrl.
+RUNBOOK = ROOT / "docs" / "runbook.md"
+RUNBOOK_URL = "https://callmeter.github.io/callmeter-exporter/runbook/#"
 
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -123,7 +124,7 @@ def _github_anchor(heading: str) -> str:
 
 def test_every_runbook_url_has_a_runbook_heading(alerting_rules: list[dict[str, Any]]) -> None:
     text = RUNBOOK.read_text()
-    alert_headings = re.findall(r"^### (CallMeter\w+)\s*$", text, flags=re.MULTILINE)
+    alert_headings = re.findall(r"^##+ (CallMeter\w+)\s*$", text, flags=re.MULTILINE)
     anchors = {_github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
     for rule in alerting_rules:
         anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]

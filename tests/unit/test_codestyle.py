@@ -18,7 +18,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    result = run("ruff", "check", "exporter", "tests", "benchmarks", "grafana")
+    result = run("ruff", "check", "exporter", "tests", "benchmarks", "grafana", "docs")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
