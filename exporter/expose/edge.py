@@ -98,11 +98,14 @@ class Guard(web_protocol.RequestHandler):
         self._edge = manager
         self._header_timer: asyncio.TimerHandle | None = None
         self._client_done = False  # the client half-closed: answer what it sent, then close
+        self._answered = 0
 
     @property
     def busy(self) -> bool:
-        """Is a request being answered (as against waiting for, or reading, a head)?"""
-        return self._current_request is not None or bool(self._messages)
+        """Is a request in hand, come whole and not yet answered (as against waiting for, or reading, a
+        head)? Counted: between aiohttp's queue and its handler a request is in neither for a turn of the
+        loop, and an end of input or an eviction in that turn would drop it."""
+        return self._request_count > self._answered
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -136,17 +139,22 @@ class Guard(web_protocol.RequestHandler):
 
     def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's contract: True keeps writing open
         """A client that half-closes after its requests (`printf ... | nc -N`) still gets every answer:
-        aiohttp would close at once and drop them."""
-        if not self.busy:
-            return False  # nothing asked and unanswered: the transport closes
+        aiohttp would close at once and drop them. A body cut short by the end never completes."""
+        if not self.busy or self.transport is None or self.transport.get_extra_info("sslcontext") is not None:
+            return False  # nothing asked and unanswered (or TLS, which cannot half-close): the transport closes
         self._client_done = True
+        request = self._current_request
+        for body in [*([request.content] if request is not None else []), *(p for _, p in self._messages)]:
+            if not body.is_eof():
+                body.set_exception(ConnectionResetError("the client closed before the body was whole"))
         return True
 
     async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
                               ) -> tuple[web.StreamResponse, bool]:
         answered = await super().finish_response(request, resp, start_time)
+        self._answered += 1
         self._edge.active(self)
-        if self._client_done and not self._messages:
+        if self._client_done and not self.busy:
             self.close()  # the last answer is out: aiohttp closes once this handler returns
         return answered
 
