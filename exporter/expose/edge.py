@@ -8,7 +8,8 @@ aiohttp reads and answers HTTP; this module adds what it leaves to its users:
     bad bytes ──► Guard.handle_error ───── 400/413/431, closed; counted, logged once a minute
 
 A malformed request is answered with a 4xx and the connection is closed: nothing sent behind it on
-the same connection is read. Each rejection is counted in
+the same connection is read. Nor is anything behind a request that asks to switch protocols (the edge
+never does): it is answered, and the connection closed. Each rejection is counted in
 `callmeter_exporter_http_rejected_requests_total{listener,reason}` and logged at most once a minute
 per listener and reason, as one line that names neither the client's bytes nor a traceback: a client
 decides what those would say.
@@ -151,6 +152,10 @@ class Guard(web_protocol.RequestHandler):
 
     async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
                               ) -> tuple[web.StreamResponse, bool]:
+        if "Upgrade" in request.headers or request.method == "CONNECT":
+            # aiohttp's parser drops whatever followed such a request in the same read and parses the next
+            # read afresh: a body sent in a read of its own would run as a request. Answer it, and close.
+            resp.force_close()
         answered = await super().finish_response(request, resp, start_time)
         self._answered += 1
         self._edge.active(self)
