@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import http_exceptions, web, web_protocol
+from aiohttp import http_exceptions, streams, web, web_protocol
 from prometheus_client import CollectorRegistry, Counter
 
 from .. import logs
@@ -100,6 +100,7 @@ class Guard(web_protocol.RequestHandler):
         self._header_timer: asyncio.TimerHandle | None = None
         self._client_done = False  # the client half-closed: answer what it sent, then close
         self._answered = 0
+        self._answered_body: streams.StreamReader | None = None
 
     @property
     def busy(self) -> bool:
@@ -122,6 +123,8 @@ class Guard(web_protocol.RequestHandler):
         super().data_received(data)
         if self._request_count != heads or self.busy:
             self._stop_header_timer()  # a head (or an error) came out of the parser
+        elif self._answered_body is not None and not self._answered_body.is_eof():
+            pass  # the rest of a body answered unread (a 413), which aiohttp reads and drops for LINGER seconds
         elif self._header_timer is None and not self._force_close:
             self._header_timer = self._loop.call_later(self._edge.limits.header_timeout, self._header_expired)
 
@@ -158,6 +161,7 @@ class Guard(web_protocol.RequestHandler):
             resp.force_close()
         answered = await super().finish_response(request, resp, start_time)
         self._answered += 1
+        self._answered_body = request.content
         self._edge.active(self)
         if self._client_done and not self.busy:
             self.close()  # the last answer is out: aiohttp closes once this handler returns
