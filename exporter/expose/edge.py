@@ -6,6 +6,7 @@ aiohttp reads and answers HTTP; this module adds what it leaves to its users:
         bytes ──► Guard.data_received ──── a head not complete within `header_timeout`: 408, closed
       request ──► the listener's handler ─ a body not read within `body_timeout`: 408, closed
     bad bytes ──► Guard.handle_error ───── 400/413/431, closed; counted, logged once a minute
+      answers ──► Guard.pause_writing ──── a client that reads none of them for `idle_timeout`: closed
 
 A malformed request is answered with a 4xx and the connection is closed: nothing sent behind it on
 the same connection is read. Nor is anything behind a request that asks to switch protocols (the edge
@@ -98,6 +99,7 @@ class Guard(web_protocol.RequestHandler):
         super().__init__(manager, **kwargs)
         self._edge = manager
         self._header_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._client_done = False  # the client half-closed: answer what it sent, then close
         self._answered = 0
         self._answered_body: streams.StreamReader | None = None
@@ -109,6 +111,11 @@ class Guard(web_protocol.RequestHandler):
         loop, and an end of input or an eviction in that turn would drop it."""
         return self._request_count > self._answered
 
+    @property
+    def stalled(self) -> bool:
+        """Has the client stopped reading its answers (the transport's buffer is over its high-water mark)?"""
+        return self.writing_paused
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._edge.admit(self)  # may close this connection, or another
@@ -116,7 +123,30 @@ class Guard(web_protocol.RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._edge.leave(self)
         self._stop_header_timer()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         super().connection_lost(exc)
+
+    def abort(self) -> None:
+        """Close now, dropping any answer the client has not read (a plain close waits for it to read)."""
+        transport = self.transport
+        self.force_close()
+        if transport is not None:
+            transport.abort()
+
+    def pause_writing(self) -> None:
+        """The client is not reading its answers. A client that reads nothing for `idle_timeout` is as
+        idle as one that sends nothing, and is closed; until then, at the cap, it makes room before a
+        connection whose client is reading (else a few hundred clients that pipeline scrapes and never
+        read would hold every place, and Prometheus would be turned away until they left)."""
+        super().pause_writing()
+        self._stall_timer = self._loop.call_later(self._edge.limits.idle_timeout, self.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     def data_received(self, data: bytes) -> None:
         heads = self._request_count
@@ -224,13 +254,14 @@ class GuardedServer(web.Server):
         """A new connection; at the cap, the longest-idle one is closed to make room (a flood of idle or
         half-sent connections cannot keep Prometheus out); when every one is busy, the new one is."""
         if len(self._open) >= self.limits.max_connections:
-            idle = next((g for g in self._open if not g.busy), None)
+            victim = next((g for g in self._open if not g.busy), None) or next(
+                (g for g in self._open if g.stalled), None)
             self.reject("too_many_connections", status=None)
-            if idle is None:
+            if victim is None:
                 guard.force_close()
                 return
-            self._open.pop(idle, None)
-            idle.force_close()
+            self.leave(victim)
+            victim.abort()  # a plain close would wait for a stalled client to read
         self._open[guard] = None
 
     def leave(self, guard: Guard) -> None:
