@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import __version__, logs
-from ..expose.edge import EdgeLimits, quiet_library_loggers
+from ..expose.edge import EdgeLimits, descriptors, quiet_library_loggers
 from ..expose.listener import HttpListener
 from ..settings import Settings, parse_listen_address
 from .daemon import Exporter
@@ -67,7 +67,7 @@ async def start(exporter: Exporter, found: list[tuple[str, HttpListener]], tls: 
     log = logs.get_logger()
     settings = exporter.settings
     quiet_library_loggers()
-    raise_descriptor_limit(len(found) * settings.web_max_connections + SPARE_DESCRIPTORS)
+    raise_descriptor_limit(len(found) * descriptors(limits_of(settings)) + SPARE_DESCRIPTORS)
     started: list[HttpListener] = []
     for address, listener in found:
         try:

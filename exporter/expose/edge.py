@@ -2,7 +2,7 @@
 
 aiohttp reads and answers HTTP; this module adds what it leaves to its users:
 
-    connection ─► Guard.connection_made ── at the cap: the longest-idle connection makes room
+    connection ─► Guard.connection_made ── at the cap: a half-sent head, else the longest idle, makes room
         bytes ──► Guard.data_received ──── a head not complete within `header_timeout`: 408, closed
       request ──► the listener's handler ─ a body not read within `body_timeout`: 408, closed
     bad bytes ──► Guard.handle_error ───── 400/413/431, closed; counted, logged once a minute
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +48,11 @@ MAX_HEADERS = 100
 LINGER = 2.0
 """Seconds an unread request body is read and dropped before the connection is closed."""
 LOG_EVERY = 60.0
+ACCEPT_BATCH = 256
+"""Connections accepted at a time, at most; never more than a quarter of the connection cap (see `GuardedSite`)."""
+ACCEPT_QUEUE = 4096
+"""Connections the kernel holds until they are accepted (it caps this at net.core.somaxconn): in a flood
+they wait there, rather than have their SYNs dropped, which costs a scrape caught in it a second a retry."""
 SERVER = "callmeter-exporter"
 """The Server header of every answer (aiohttp's own names the Python and aiohttp versions)."""
 _TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -157,14 +164,17 @@ class Guard(web_protocol.RequestHandler):
             pass  # the rest of a body answered unread (a 413), which aiohttp reads and drops for LINGER seconds
         elif self._header_timer is None and not self._force_close:
             self._header_timer = self._loop.call_later(self._edge.limits.header_timeout, self._header_expired)
+            self._edge.head_begun(self)
 
     def _stop_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+            self._edge.head_ended(self)
 
     def _header_expired(self) -> None:
         self._header_timer = None
+        self._edge.head_ended(self)
         if self.transport is None or self.busy:
             return
         self._edge.reject("header_timeout", status=408)
@@ -245,17 +255,21 @@ class GuardedServer(web.Server):
         self.listener = listener
         self.limits = limits
         self._rejections = rejections
-        self._open: OrderedDict[Guard, None] = OrderedDict()  # oldest first
+        self._open: OrderedDict[Guard, None] = OrderedDict()  # longest idle first
+        self._heads: OrderedDict[Guard, None] = OrderedDict()  # part-way through a head, longest so first
 
     def __call__(self) -> Guard:
         return Guard(self, loop=self._loop, **self._kwargs)
 
     def admit(self, guard: Guard) -> None:
-        """A new connection; at the cap, the longest-idle one is closed to make room (a flood of idle or
-        half-sent connections cannot keep Prometheus out); when every one is busy, the new one is."""
+        """A new connection. At the cap one is closed to make room: the longest part-way through a head,
+        else the longest idle, else the longest stalled (its client reads none of its answers). So a
+        flood of half-sent, idle or unread connections cannot keep Prometheus out, and a half-sent head
+        goes before a new connection whose request has not been read yet (it may be a scrape). When
+        every one is busy and read, the new one is closed."""
         if len(self._open) >= self.limits.max_connections:
-            victim = next((g for g in self._open if not g.busy), None) or next(
-                (g for g in self._open if g.stalled), None)
+            victim = (next(iter(self._heads), None) or next((g for g in self._open if not g.busy), None)
+                      or next((g for g in self._open if g.stalled), None))
             self.reject("too_many_connections", status=None)
             if victim is None:
                 guard.force_close()
@@ -266,6 +280,13 @@ class GuardedServer(web.Server):
 
     def leave(self, guard: Guard) -> None:
         self._open.pop(guard, None)
+        self._heads.pop(guard, None)
+
+    def head_begun(self, guard: Guard) -> None:
+        self._heads[guard] = None
+
+    def head_ended(self, guard: Guard) -> None:
+        self._heads.pop(guard, None)
 
     def active(self, guard: Guard) -> None:
         """A request was answered on this connection: it is the most recently active."""
@@ -285,3 +306,36 @@ def quiet_library_loggers() -> None:
     (with a traceback) the edge says in one counted line."""
     for name in ("aiohttp.server", "aiohttp.access", "aiohttp.web"):
         logging.getLogger(name).disabled = True
+
+
+def accept_batch(limits: EdgeLimits) -> int:
+    """Connections a listener accepts at a time (see `GuardedSite`)."""
+    return max(1, min(ACCEPT_BATCH, limits.max_connections // 4))
+
+
+def descriptors(limits: EdgeLimits) -> int:
+    """Descriptors a listener may hold in a flood: its cap, and up to three batches accepted and not yet
+    admitted (asyncio admits a batch two turns of its loop after accepting it)."""
+    return limits.max_connections + 3 * accept_batch(limits)
+
+
+class GuardedSite(web.TCPSite):
+    """aiohttp's TCP site, taking connections from a deep queue a quarter of the cap at a time.
+
+    asyncio accepts up to `backlog` connections in one go and admits each before reading from any, and
+    it admits the next batch before this one is read. In a flood, two batches that filled the cap would
+    evict their own first members, a scrape among them, before their requests were read; a quarter of
+    the cap leaves room. asyncio makes the kernel's queue as short; it is deepened once the site has
+    started."""
+
+    def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, limits: EdgeLimits,
+                 **kwargs: Any) -> None:
+        super().__init__(runner, host, port, backlog=accept_batch(limits), **kwargs)
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._server
+        assert isinstance(server, asyncio.Server)
+        for listening in server.sockets:
+            with socket.socket(fileno=os.dup(listening.fileno())) as sock:
+                sock.listen(ACCEPT_QUEUE)

@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from ..webhooks import MAX_BODY_BYTES as WEBHOOK_MAX_BODY_BYTES
 from ..webhooks import Answer, Receiver
-from .edge import SERVER, EdgeLimits, GuardedServer, Rejections
+from .edge import SERVER, EdgeLimits, GuardedServer, GuardedSite, Rejections
 from .exposition import Exposition, wants_gzip, wants_openmetrics
 
 PLAIN = "text/plain; charset=utf-8"
@@ -67,7 +67,7 @@ class HttpListener:
                                      rejections=self._rejections)
         self._runner = web.ServerRunner(self._server, shutdown_timeout=SHUTDOWN_GRACE)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or None, port, ssl_context=self._ssl, backlog=256)
+        site = GuardedSite(self._runner, host or None, port, limits=self._limits, ssl_context=self._ssl)
         await site.start()
 
     @property
