@@ -56,7 +56,8 @@ def build() -> dash.Dashboard:
     board = add_row(board, "Rate limit", _rate_limit())
     board = add_row(board, "API requests", _requests())
     board = add_row(board, "Freshness", [_freshness(), _observation()])
-    return add_row(board, "Webhooks", [_webhooks()])
+    board = add_row(board, "Webhooks", [_webhooks()])
+    return add_row(board, "HTTP edge", [_edge()])
 
 
 def _health() -> Line:
@@ -282,3 +283,17 @@ def _observation() -> Line:
               legend="{{resource}}"),
     ).min(0)
     return [(16, 8, quantiles), (8, 8, observed)]
+
+
+def _edge() -> Line:
+    refused = timeseries_panel(
+        "Requests refused by the HTTP edge",
+        "Requests a minute the exporter's HTTP server refused, by listener and reason: malformed (a head the"
+        " parser refused, no Host), header_too_large, body_too_large, header_timeout, body_timeout,"
+        " too_many_connections (a connection closed to make room at the cap), handler_error. Prometheus and"
+        " CallMeter send none of these: a steady level is a broken client or someone probing the port.",
+        REQ_PER_MIN,
+        query("sum by (listener, reason) (rate(callmeter_exporter_http_rejected_requests_total"
+              f"{{{EXPORTER}}}[$__rate_interval])) * 60", legend="{{listener}} {{reason}}"),
+    ).min(0)
+    return [(24, 8, refused)]
