@@ -612,7 +612,7 @@ def test_clients_that_pipeline_scrapes_and_never_read_neither_keep_scrapes_out_n
           f"before, {watch.peak_fds} at the peak; peak RSS {watch.peak_kib / 1024:.1f} MiB")
     assert kept_out < 5.0
     assert [got.statuses for got in scrapes] == [[200]] * 20
-    assert closed_after < IDLE + 5.0
+    assert closed_after < IDLE + 10.0  # the idle timeout closed them (a loaded CI machine adds seconds)
     assert moved[("rejected", "main", "too_many_connections")] >= 21
     assert set(moved) == {("rejected", "main", "too_many_connections")}
     assert peak_rss_kib(pid) - target.idle_kib < MEMORY_MARGIN_KIB
