@@ -177,6 +177,7 @@ def check_objects(repo: Path, values: dict[str, Any], text: str, docs: list[dict
         "Service port http-metrics (and http-webhooks)",
     )
     check_webhooks(values, docs, env, mounts, volumes)
+    check_network_policy(values, docs, deployment, container)
 
     monitors = [d for d in docs if d.get("kind") == "ServiceMonitor"]
     expect(len(monitors) == int(values["serviceMonitor"]["enabled"]), "ServiceMonitor iff enabled")
@@ -328,6 +329,71 @@ def check_webhooks(
           f"{len(ingresses)} Ingress")
 
 
+# A rule's sources: None when the rule has no "from" (any source), else its peers.
+Sources = list[dict[str, Any]] | None
+
+
+def open_to(policy: dict[str, Any], port: int) -> Sources:
+    """Who the policy lets in on a TCP `port`: the peers of every rule naming it (None: anyone)."""
+    peers: list[dict[str, Any]] = []
+    for rule in policy["spec"].get("ingress") or []:
+        ports = rule.get("ports")
+        if ports and not any(p.get("port") == port and p.get("protocol", "TCP") == "TCP" for p in ports):
+            continue
+        if not rule.get("from"):
+            return None  # a rule without "from" admits any source, whatever the other rules say
+        peers += rule["from"]
+    return peers
+
+
+def check_network_policy(
+    values: dict[str, Any], docs: list[dict[str, Any]], deployment: dict[str, Any], container: dict[str, Any]
+) -> None:
+    """The NetworkPolicy: the exporter's pods, ingress only, the metrics port to metricsFrom alone."""
+    policies = [d for d in docs if d.get("kind") == "NetworkPolicy"]
+    settings = values["networkPolicy"]
+    expect(len(policies) == int(settings["enabled"]), "NetworkPolicy iff networkPolicy.enabled")
+    if not policies:
+        return
+    (policy,) = policies
+    spec = policy["spec"]
+    expect(policy["apiVersion"] == "networking.k8s.io/v1", "NetworkPolicy apiVersion networking.k8s.io/v1")
+    expect(policy["metadata"]["namespace"] == deployment["metadata"]["namespace"], "NetworkPolicy beside the pod")
+    selector = spec["podSelector"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    expect(
+        set(selector) == {"matchLabels"} and selector["matchLabels"]
+        and selector["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        and all(pod_labels.get(k) == v for k, v in selector["matchLabels"].items()),
+        "the NetworkPolicy selects the exporter's pods by the Deployment's selector labels",
+    )
+    expect(spec["policyTypes"] == ["Ingress"] and "egress" not in spec,
+           "ingress only: the exporter must still reach the CallMeter API and DNS")
+
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    metrics_port = ports["http-metrics"]
+    hooks_port = ports.get("http-webhooks")
+    rules = spec.get("ingress") or []
+    for rule in rules:
+        expect(rule.get("ports"), "every rule names its ports (a rule without ports opens them all)")
+        for entry in rule["ports"]:
+            expect(isinstance(entry.get("port"), int) and "endPort" not in entry, f"one numbered port: {entry}")
+    opened = sorted({p["port"] for rule in rules for p in rule["ports"]})
+    expect(opened == sorted(p for p in (metrics_port, hooks_port) if p is not None),
+           f"the policy opens exactly the exporter's ports, not {opened}")
+    metrics_peers = open_to(policy, metrics_port)
+    expect(metrics_peers is not None and metrics_peers == settings["metricsFrom"] and metrics_peers,
+           f"port {metrics_port} (/metrics) open to networkPolicy.metricsFrom alone, not {metrics_peers}")
+    if hooks_port is not None:
+        wanted = settings["webhooksFrom"] or None
+        expect(open_to(policy, hooks_port) == wanted,
+               f"webhook port {hooks_port} open to {'networkPolicy.webhooksFrom' if wanted else 'any source'}")
+        print(f"    networkPolicy: {metrics_port} from {len(metrics_peers)} peer(s), webhook port {hooks_port} from "
+              f"{f'{len(wanted)} peer(s)' if wanted else 'anywhere'}")
+    else:
+        print(f"    networkPolicy: {metrics_port} from {len(metrics_peers)} peer(s); no webhook port of its own")
+
+
 def check_package(repo: Path, chart_dir: Path, workdir: Path) -> None:
     """`helm package` must carry the canonical rules and dashboards, not dangling links."""
     archive = Path(helm_python.package(str(chart_dir), destination=str(workdir)))
@@ -389,6 +455,16 @@ def main(repo: Path) -> int:
             failures.append("a misspelt top-level key passed the lint")
         else:
             print("    ok (rejected)")
+
+        print("  == networkPolicy.enabled without metricsFrom must fail, never shut Prometheus out silently")
+        try:
+            render(chart_dir, {"networkPolicy": {"enabled": True}})
+            failures.append("networkPolicy.enabled without metricsFrom rendered")
+        except helm_python.HelmError as exc:
+            if "networkPolicy.metricsFrom" in str(exc) and "monitoring" in str(exc):
+                print("    ok (failed with the example)")
+            else:
+                failures.append(f"networkPolicy without metricsFrom failed without its message: {clip(str(exc))}")
 
         print("  == helm package")
         try:

@@ -230,6 +230,15 @@ def test_values_and_ci_values_match_the_schema() -> None:
         {"webhooks": {"path": "webhooks"}},
         {"webhooks": {"secrets": ["two words"]}},
         {"webhooks": {"ingress": {"host": "x", "enable": True}}},
+        {"networkPolicy": {"enable": True}},
+        {"networkPolicy": {"egress": []}},
+        {"networkPolicy": {"metricsFrom": {"podSelector": {}}}},
+        {"networkPolicy": {"metricsFrom": [{}]}},
+        {"networkPolicy": {"metricsFrom": [{"namespace": "monitoring"}]}},
+        {"networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabel": {"a": "b"}}}]}},
+        {"networkPolicy": {"metricsFrom": [{"podSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}]}},
+        {"networkPolicy": {"metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0"}}]}},
+        {"networkPolicy": {"webhooksFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}},
     ],
     ids=lambda change: json.dumps(change),
 )
@@ -241,6 +250,26 @@ def test_schema_rejects_typos_and_bad_values(change: dict[str, Any]) -> None:
         else:
             merged[key] = value
     assert list(schema_validator().iter_errors(merged)), f"{change} was accepted"
+
+
+def test_network_policy_is_off_by_default_and_its_values_say_what_they_open() -> None:
+    assert values()["networkPolicy"] == {"enabled": False, "metricsFrom": [], "webhooksFrom": []}
+    text = (CHART / "values.yaml").read_text()
+    block = text[text.index("# A NetworkPolicy") : text.index("\nprobes:")]
+    for needle in ("10190", "/metrics", "Required when enabled", "monitoring", "kubernetes.io/metadata.name",
+                   "Empty: any", "ingress-nginx", "webhooks.port: null", "cannot tell them apart", "DNS"):
+        assert needle in block, needle
+
+
+def test_network_policy_template_is_ingress_only_and_never_opens_metrics_to_all() -> None:
+    text = template_code("networkpolicy.yaml")
+    assert "kind: NetworkPolicy" in text
+    assert re.search(r"^  policyTypes:\n    - Ingress\n  ingress:$", text, re.MULTILINE)
+    assert "Egress" not in text and "egress" not in text, "the exporter must reach the CallMeter API and DNS"
+    # An empty metricsFrom would render `from: []`, which admits every source: it must fail instead.
+    assert text.index("{{- if not .metricsFrom }}") < text.index("{{- fail `networkPolicy.enabled needs")
+    assert text.index("{{- fail `") < text.index("kind: NetworkPolicy")
+    assert '{{- include "callmeter-exporter.selectorLabels" $ | nindent 6 }}' in text
 
 
 def test_values_document_why_there_is_one_replica_and_no_key_checksum() -> None:
