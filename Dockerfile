@@ -4,7 +4,7 @@
 #   docker build -t callmeter-exporter .
 #   docker run --rm -p 127.0.0.1:10190:10190 callmeter-exporter --demo
 #
-# Keeping what the exporter knows across restarts (see "What survives what" in README.md):
+# Keeping what the exporter knows across restarts (see docs/restarts.md):
 #   docker run --read-only -v callmeter-state:/var/lib/callmeter-exporter \
 #     -e CALLMETER_STATE_FILE=/var/lib/callmeter-exporter/state.json ... callmeter-exporter
 #
@@ -34,7 +34,7 @@ LABEL org.opencontainers.image.title="callmeter-exporter" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/callmeter/callmeter-exporter" \
       org.opencontainers.image.url="https://github.com/callmeter/callmeter-exporter" \
-      org.opencontainers.image.documentation="https://github.com/callmeter/callmeter-exporter/blob/main/README.md" \
+      org.opencontainers.image.documentation="https://callmeter.github.io/callmeter-exporter/" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \

@@ -190,7 +190,7 @@ def test_provisioning_points_at_the_dashboards_and_the_variable_finds_the_dataso
     provider = (PROVISIONING / "dashboards" / "callmeter.yml").read_text(encoding="utf-8")
     assert re.search(r"^\s+type: file$", provider, re.M)
     assert re.search(rf"^\s+path: {re.escape(PROVISIONED_PATH)}$", provider, re.M)
-    docs = (ROOT / "README.md").read_text(encoding="utf-8")
+    docs = (ROOT / "docs" / "dashboards.md").read_text(encoding="utf-8")
     assert f"grafana/dashboards:{PROVISIONED_PATH}" in docs
     # The provisioned datasource's name is what the datasource variable falls back to.
     for name in DASHBOARD_FILES:
