@@ -5,6 +5,8 @@
 - The receiver on its own address, behind the same TLS as /metrics, never behind its basic auth.
 - A flood of 1,000 deliveries over HTTP: every one answered and counted, the budget held in every
   60 s window.
+- Every kind of sender (keep-alive, urllib's Connection: close, curl's HTTP/1.0, a raw HTTP/1.0 and a
+  chunked body) is read, and its delivery shows on /metrics within 2 s (p95).
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import itertools
 import json
 import random
 import re
+import socket
 import ssl
 import statistics
+import subprocess
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -200,3 +205,84 @@ def test_the_demo_sends_the_simulators_webhooks_to_itself() -> None:
 
         exporter.wait_for(applied, 5, "the demo's webhook")
         assert shown_status(exporter.metrics(), probe["id"]) == target
+
+
+def _send_keep_alive(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> int:
+    return client.post(url, content=body, headers=headers).status_code
+
+
+def _send_urllib(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # Connection: close
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return int(answer.status)
+
+
+def _send_curl_http10(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> int:
+    flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    done = subprocess.run(["curl", "-s", "--http1.0", "-o", "/dev/null", "-w", "%{http_code}", *flags,
+                           "--data-binary", "@-", url], input=body, capture_output=True, timeout=10, check=True)
+    return int(done.stdout)
+
+
+def _send_raw(url: str, body: bytes, headers: dict[str, str], *, version: str, chunked: bool) -> int:
+    host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
+    lines = [f"POST {PATH} {version}", f"Host: {host}", *[f"{k}: {v}" for k, v in headers.items()]]
+    payload = body
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:20], body[20:])) + b"0\r\n\r\n"
+    else:
+        lines.append(f"Content-Length: {len(body)}")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n").encode() + payload)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+SENDERS: dict[str, Callable[[httpx.Client, str, bytes, dict[str, str]], int]] = {
+    "httpx keep-alive": _send_keep_alive,
+    "urllib (Connection: close)": _send_urllib,
+    "curl --http1.0": _send_curl_http10,
+    "raw HTTP/1.0": lambda _c, url, body, headers: _send_raw(url, body, headers, version="HTTP/1.0", chunked=False),
+    "raw chunked": lambda _c, url, body, headers: _send_raw(url, body, headers, version="HTTP/1.1", chunked=True),
+}
+
+
+def test_every_sender_shows_on_metrics_as_fast_as_a_keep_alive_one() -> None:
+    """Issue 21: deliveries from urllib, HTTP/1.0 and chunked senders are read and show on /metrics
+    within 2 s (p95), as from a keep-alive sender. Each delivery names a status the simulator's probe
+    then really has, so the read it asks for agrees."""
+    rounds = 8
+    with simulator_process() as sim, _exporter(sim, CALLMETER_WEBHOOK_SECRET=SECRET) as exporter:
+        exporter.wait_ready(60)
+        probes = [(p["id"], p["project_id"]) for p in sim.state()["probes"]]
+        statuses = itertools.cycle(["UNHEALTHY", "DEGRADED", "HEALTHY", "UNKNOWN"])
+        latencies: dict[str, list[float]] = {name: [] for name in SENDERS}
+        with httpx.Client(base_url=exporter.url, timeout=5) as client:
+            for i in range(rounds):
+                for name, send in SENDERS.items():
+                    probe, project = probes[i % len(probes)]
+                    status = next(statuses)
+                    if status == shown_status(client.get("/metrics").text, probe):
+                        status = next(statuses)
+                    sim.control(f"/_sim/probes/{probe}", {"status": status})
+                    body = json.dumps({"event": "probe.status_changed", "probe_id": probe, "project_id": project,
+                                       "new_status": status, "timestamp": time.time()}).encode()
+                    sent = time.monotonic()
+                    code = send(client, exporter.url + PATH, body,
+                                {"X-CallMeter-Signature": sign(body, SECRET), "Content-Type": "application/json"})
+                    assert code == 200, name
+                    while shown_status(client.get("/metrics").text, probe) != status:
+                        assert time.monotonic() - sent < 10, (name, exporter.output()[-3000:])
+                        time.sleep(0.01)
+                    latencies[name].append(time.monotonic() - sent)
+        applied = parse_samples(exporter.metrics())[("callmeter_exporter_webhook_deliveries_total",
+                                                     (("result", "applied"),))]
+    print("\ndelivery -> /metrics, per sender (p50 / p95 / max, s):")
+    for name, values in latencies.items():
+        print(f"  {name:<28} {statistics.median(values):.3f} / {p95(values):.3f} / {max(values):.3f}")
+    assert applied == rounds * len(SENDERS)
+    for name, values in latencies.items():
+        assert p95(values) < 2.0, name
