@@ -140,14 +140,17 @@ class RunListing:
 class RunTracker:
     """Every project's `ProjectRuns`, the finished-run counters and the rate of wanted details."""
 
-    def __init__(self, *, lookback_pages: int = 3, started_at: float | None = None) -> None:
+    def __init__(self, *, lookback_pages: int = 3, started_at: float | None = None,
+                 projects: dict[str, ProjectRuns] | None = None,
+                 finished: dict[tuple[str, str, str], int] | None = None, statuses: set[str] | None = None) -> None:
+        """`projects`, `finished` and `statuses`: what a state file kept (`poll.state`)."""
         self.lookback_pages = lookback_pages
         self.started_at = started_at
         """Unix time the counting began: runs that finished before it are a baseline, not counted."""
-        self.projects: dict[str, ProjectRuns] = {}
-        self.finished: dict[tuple[str, str, str], int] = {}
+        self.projects: dict[str, ProjectRuns] = projects or {}
+        self.finished: dict[tuple[str, str, str], int] = finished or {}
         """(project label, test id, status) -> terminal runs observed."""
-        self.statuses: set[str] = set()
+        self.statuses: set[str] = statuses or set()
         self._detail_wants: deque[float] = deque()  # when each detail was wanted (loop time)
         self._counting_since: float | None = None  # the first warm run listing: wants are counted from here
         self._watching_since: float | None = None  # Unix time of the first listing or detail taken

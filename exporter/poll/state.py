@@ -183,10 +183,11 @@ def from_json(raw: Any, *, base_url: str, key: str, lookback_pages: int) -> Save
         raise StateError("written for another API key (account)")
     try:
         projects = [_project_from_json(p) for p in raw["projects"]]
-        runs = RunTracker(lookback_pages=lookback_pages, started_at=raw["runs"]["started_at"])
-        runs.projects = {str(pid): _project_runs_from_json(p) for pid, p in raw["runs"]["projects"].items()}
-        runs.finished = {(str(a), str(b), str(c)): int(n) for a, b, c, n in raw["runs"]["finished"]}
-        runs.statuses = set(map(str, raw["runs"]["statuses"]))
+        runs = RunTracker(
+            lookback_pages=lookback_pages, started_at=raw["runs"]["started_at"],
+            projects={str(pid): _project_runs_from_json(p) for pid, p in raw["runs"]["projects"].items()},
+            finished={(str(a), str(b), str(c)): int(n) for a, b, c, n in raw["runs"]["finished"]},
+            statuses=set(map(str, raw["runs"]["statuses"])))
         limiter = raw["limiter"]
         return SavedState(
             projects={p.project.id: p for p in projects}, projects_at=raw["projects_at"], runs=runs,
