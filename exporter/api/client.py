@@ -132,6 +132,21 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
+def server_time(headers: httpx.Headers) -> float:
+    """The answer's Date as Unix time, else ours. A time the server names (an HTTP-date Retry-After, an
+    epoch rate-limit reset) is measured against the server's own clock: a host whose clock is a minute
+    off would otherwise wait a minute too long, or not at all."""
+    raw = headers.get("date")
+    if raw:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return time.time()
+        if when.tzinfo is not None:
+            return when.timestamp()
+    return time.time()
+
+
 def _header_number(headers: httpx.Headers, *names: str) -> float | None:
     """The first finite number among the named headers (inf or NaN would stall or poison the budget)."""
     for name in names:
@@ -208,7 +223,7 @@ def _judge(route: str, answer: _Answer) -> dict[str, Any] | errors.ApiError:
     status = answer.status
     body = _decode(answer.content)
     if status == 429:
-        retry_after = parse_retry_after(answer.headers.get("retry-after"))
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), now=server_time(answer.headers))
         return errors.RateLimited(f"{route}: rate limited, retry after {retry_after:.0f}s",
                                   retry_after=retry_after, route=route)
     if status >= 400:
@@ -544,6 +559,6 @@ class CallMeterClient:
             reset = _header_number(headers, "x-ratelimit-reset", "ratelimit-reset")
             if reset is not None:
                 # X-RateLimit-Reset is an epoch time at some APIs and a delay at others.
-                delay = reset - time.time() if reset > 1e9 else reset
+                delay = reset - server_time(headers) if reset > 1e9 else reset
                 self._limiter.pause(min(delay, RETRY_AFTER_CAP))
         return remaining

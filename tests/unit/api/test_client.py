@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
 from exporter.api import errors
 from exporter.api.budget import RateLimiter
-from exporter.api.client import CallMeterClient, parse_retry_after
+from exporter.api.client import CallMeterClient, _Answer, _judge, parse_retry_after
 from exporter.api.keysource import KeySource
 from exporter.api.models import Probe, Project, TestRun
 from exporter.simulator import DEMO_KEY, SimulatorServer
@@ -304,3 +307,15 @@ def test_a_write_is_repeated_after_a_429(simulator: SimulatorServer, with_client
     assert with_client(trigger_first_test(simulator), cls=WritingClient)["data"]["testId"] == first_test(simulator)[1]
     assert [status for *_, status in simulator.simulator.requests] == [429, 201]
     assert 4 <= sum(fake.slept) <= 7
+
+
+def test_an_http_date_retry_after_is_measured_on_the_servers_clock_not_ours() -> None:
+    """A host whose clock is ten minutes behind the API must still wait 30 s, not ten and a half minutes."""
+    server_now = time.time() + 600  # the API's clock, ten minutes ahead of ours
+    headers = httpx.Headers({"date": formatdate(server_now, usegmt=True),
+                             "retry-after": formatdate(server_now + 30, usegmt=True)})
+    judged = _judge("/projects", _Answer(429, headers, b'{"error": {"code": "RATE_LIMITED"}}'))
+    assert isinstance(judged, errors.RateLimited)
+    assert 29 <= judged.retry_after <= 31
+    without_date = _judge("/projects", _Answer(429, httpx.Headers({"retry-after": "7"}), b"{}"))
+    assert isinstance(without_date, errors.RateLimited) and without_date.retry_after == 7
