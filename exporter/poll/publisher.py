@@ -37,7 +37,9 @@ class Publisher:
     async def run(self) -> None:
         """Publish until cancelled. One task: snapshots can never land out of order."""
         while True:
-            expiry = self.snapshot.next_expiry(self._wall())
+            # Expiries as of the snapshot's making, not now: one that fell during the pause after the last
+            # publish is past by now, and must still wake this loop (at once) rather than drop out of sight.
+            expiry = self.snapshot.next_expiry(self.snapshot.taken_at)
             timeout = None if expiry is None else max(0.0, expiry - self._wall()) + 0.01
             await wait_event(self._dirty, timeout)
             self._dirty.clear()

@@ -108,6 +108,9 @@ class FaultProxy:
     reset     every connection, open or new, is reset
     truncate  half of each response arrives, then the connection is reset
     down      nothing listens on the port (connection refused); `pass` listens again on the same port
+
+    `on_request`, when set, is called with each chunk a client sends (a request's head, as HTTP/1.1
+    clients write it in one piece) before it is forwarded: a test can act between two requests.
     """
 
     MODES = ("pass", "reset", "truncate", "down")
@@ -117,6 +120,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self.mode = "pass"
+        self.on_request: Callable[[bytes], None] | None = None
         self._listener: socket.socket | None = None
         self.port = 0
         self._listen()
@@ -180,6 +184,9 @@ class FaultProxy:
                 if responses and self.mode == "truncate":
                     target.sendall(data[: max(1, len(data) // 2)])
                     break
+                hook = self.on_request
+                if not responses and hook is not None:
+                    hook(data)
                 target.sendall(data)
         except OSError:
             pass
