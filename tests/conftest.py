@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import structlog
 
 from exporter import logs
 from exporter.simulator import Simulator, SimulatorServer, WorldConfig
+from tests.support.ci import require_command
 from tests.support.webconfig import Pki, make_pki
 
 TESTS = Path(__file__).parent
@@ -62,6 +62,5 @@ def simulator() -> Iterator[SimulatorServer]:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A throwaway CA with a server and a client certificate, and a client certificate from another CA."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
+    require_command("openssl", "openssl")  # makes the test certificates
     return make_pki(tmp_path_factory.mktemp("pki"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.settings import Settings
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
+from tests.support.ci import require_command
 from tests.support.keys import SECRET
 from tests.support.processes import ExporterProcess
 from tests.support.published import FAMILIES
@@ -25,12 +25,7 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing (Debian package prometheus)")
-        pytest.skip("promtool is not installed")
-    return path
+    return require_command("promtool", "prometheus")
 
 
 def family_names(text: str) -> set[str]:

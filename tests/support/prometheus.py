@@ -12,14 +12,13 @@ subclass ``ServerProcess`` and set its ``ready_path``.
 
 Binaries are looked up on PATH by their Debian names: ``prometheus``, ``promtool``,
 ``prometheus-alertmanager``, ``amtool`` and ``prometheus-pushgateway``. Use ``require_binary`` so a missing binary skips
-a test on a workstation but fails it in CI (``CI=true``).
+a test on a workstation but fails it in CI (``CI`` set to true, 1 or yes: ``tests.support.ci``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.support.ci import require_command
 
 __all__ = [
     "AlertmanagerServer",
@@ -72,19 +73,9 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
         process.wait(timeout=timeout)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
 def require_binary(name: str, package: str = "prometheus and prometheus-alertmanager") -> str:
-    """Path of ``name`` on PATH; skip the test when missing, or fail it when ``CI=true``."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name!r} not found on PATH; install the Debian package(s) {package}"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    """Path of ``name`` on PATH; skip the test when missing, or fail it in CI (``tests.support.ci``)."""
+    return require_command(name, package)
 
 
 def wait_until(

@@ -8,7 +8,6 @@ need. That every panel query returns data from a real Prometheus is tests/e2e/te
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.ci import unavailable
 from tests.support.dashboards import (
     DASHBOARD_DIR,
     DASHBOARD_FILES,
@@ -34,16 +34,9 @@ PROVISIONING = GRAFANA / "provisioning"
 PROVISIONED_PATH = "/var/lib/grafana/dashboards/callmeter"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
 def _require_sdk() -> None:
     if importlib.util.find_spec("grafana_foundation_sdk") is None:
-        message = "grafana-foundation-sdk is not installed (pip install -e '.[test]')"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("grafana-foundation-sdk is not installed (pip install -e '.[test]')")
 
 
 # --- generated == committed --------------------------------------------------------------------

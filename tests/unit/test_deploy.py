@@ -1,7 +1,7 @@
 """Deployment files: Dockerfile, Helm chart, compose stack.
 
 Static facts only; deploy/checks/run.sh lints and renders the chart with Helm's own code.
-A file another part of the project has not written yet is skipped here, except in CI (CI=true),
+A file another part of the project has not written yet is skipped here, except in CI (tests/support/ci.py),
 where it fails.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from tests.support.ci import unavailable
 from tests.support.paths import ROOT
 
 CHART = ROOT / "deploy" / "helm" / "callmeter-exporter"
@@ -22,14 +23,11 @@ RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 COMPOSE_DIR = ROOT / "deploy" / "compose"
 STATE_DIR = "/var/lib/callmeter-exporter"
-IN_CI = os.environ.get("CI") == "true"
 
 
 def missing(what: str) -> NoReturn:
     """Skip on a developer's machine; fail in CI, where every file must be there."""
-    if IN_CI:
-        pytest.fail(f"missing in CI: {what}")
-    pytest.skip(f"not there yet: {what}")
+    unavailable(f"not there yet: {what}")
 
 
 def need(module: str) -> Any:

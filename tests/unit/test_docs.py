@@ -2,7 +2,7 @@
 --strict, and the hand-written pages name what the code has (gate options, exit codes, webhook results,
 alert runbooks, repository paths).
 
-Without MkDocs the build test skips, except in CI (CI=true), where it fails: `.ci/run` installs `.[docs]`.
+Without MkDocs the build test skips, except in CI (tests/support/ci.py), where it fails: `.ci/run` installs `.[docs]`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from exporter import __version__
 from exporter.settings import Settings, env_name
+from tests.support.ci import unavailable
 from tests.support.published import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,10 +28,6 @@ RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
 MKDOCS = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
 SITE_URL: str = MKDOCS["site_url"]
 PATH = re.compile(r"`((?:exporter|tests|deploy|grafana|benchmarks|docs|\.ci)/[\w./-]*\w)`")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 def page(name: str) -> str:
@@ -85,9 +81,7 @@ def test_every_published_family_is_in_the_metrics_reference() -> None:
 
 def test_the_site_builds_with_strict(tmp_path: Path) -> None:
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
-        if in_ci():
-            pytest.fail("mkdocs-material is not installed: .ci/run must install '.[test,docs]'")
-        pytest.skip("mkdocs-material is not installed (pip install -e '.[docs]')")
+        unavailable("mkdocs-material is not installed (pip install -e '.[docs]'; .ci/run installs '.[test,docs]')")
     site = tmp_path / "site"
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                             cwd=ROOT, capture_output=True, text=True, timeout=240,

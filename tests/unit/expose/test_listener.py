@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import shutil
 import ssl
 import subprocess
 import threading
@@ -27,6 +26,7 @@ from exporter.expose.edge import MAX_LINE, EdgeLimits
 from exporter.expose.exposition import OPENMETRICS, TEXT, Exposition, render
 from exporter.expose.listener import HttpListener
 from exporter.expose.selfmetrics import ExporterMetrics
+from tests.support.ci import require_command
 from tests.support.exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families
 from tests.support.listening import make_listener, rejected
 
@@ -527,9 +527,7 @@ def test_idle_connections_are_closed() -> None:
 
 
 def test_tls_serves_large_bodies_over_keep_alive(tmp_path: Path) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not found")
+    openssl = require_command("openssl", "openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
