@@ -42,6 +42,20 @@ class Unreachable(httpx.AsyncBaseTransport):
         raise httpx.ConnectError("All connection attempts failed", request=request)
 
 
+class SmallPages(httpx.AsyncBaseTransport):
+    """The simulator, asked for `per_page` items a page whatever the client asks: a long list costs a
+    request a page, so a gate that pages through it meets its budget within its first seconds."""
+
+    def __init__(self, simulator: Simulator, per_page: int = 1) -> None:
+        self._inner = SimulatorTransport(simulator, latency=0.05)
+        self._per_page = per_page
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if "per_page" in request.url.params:
+            request.url = request.url.copy_set_param("per_page", str(self._per_page))
+        return await self._inner.handle_async_request(request)
+
+
 @dataclass
 class GateRun:
     verdict: Verdict

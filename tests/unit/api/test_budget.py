@@ -3,7 +3,10 @@ from __future__ import annotations
 import itertools
 import random
 
-from exporter.api.budget import WINDOW_SECONDS, RateLimiter
+import pytest
+
+from exporter.api.budget import RateLimiter
+from tests.support.budget import max_in_window
 
 
 class FakeClock:
@@ -12,16 +15,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def max_in_any_window(times: list[float]) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - WINDOW_SECONDS:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def drive(limiter: RateLimiter, clock: FakeClock, seconds: float, rng: random.Random,
@@ -51,7 +44,46 @@ def test_no_window_ever_holds_more_than_the_cap_over_a_simulated_day() -> None:
 
     sent = drive(limiter, clock, 24 * 3600, rng, chaos)
     assert len(sent) > 1000
-    assert max_in_any_window(sent) <= 10
+    assert max_in_window(sent) <= 10
+
+
+@pytest.mark.parametrize(("per_minute", "cap"), [(60, 8), (600, 10), (9, 8)])
+def test_the_window_cap_alone_holds_a_rate_faster_than_the_cap(per_minute: float, cap: int) -> None:
+    """Spacing at a rate above the cap would put `per_minute` requests in a minute: only the 60 s window keeps
+    it to `cap`. (With the rate equal to the cap, even spacing alone keeps every window legal, and a cap one
+    too high goes unnoticed.) The gate's limiter is built this way: a second apart, the cap doing the rest."""
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=per_minute, window_cap=cap, clock=clock)
+    sent = drive(limiter, clock, 10 * 60, random.Random(2))
+    assert max_in_window(sent) == cap  # reached, never passed
+    first = sent[0]
+    assert len([t for t in sent if t < first + 60]) == cap
+    # The request after a full window leaves the moment the window's first request is a minute old.
+    assert sent[cap] == pytest.approx(first + 60, abs=0.1)
+
+
+def test_the_window_cap_holds_through_pauses_and_rate_changes_when_the_rate_is_above_it() -> None:
+    clock, rng = FakeClock(), random.Random(3)
+    limiter = RateLimiter(per_minute=120, window_cap=8, clock=clock)
+
+    def chaos(count: int) -> None:
+        if count % 13 == 0:
+            limiter.pause(rng.uniform(0, 20))
+            limiter.on_rate_limited()
+        else:
+            limiter.on_success()
+
+    sent = drive(limiter, clock, 6 * 3600, rng, chaos)
+    assert len(sent) > 6 * 60 * 4
+    assert max_in_window(sent) == 8
+
+
+def test_next_free_waits_for_the_window_like_reserve() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=600, window_cap=3, clock=clock)
+    slots = [limiter.reserve() for _ in range(3)]
+    assert limiter.next_free() == pytest.approx(slots[0] + 60)
+    assert limiter.reserve() == pytest.approx(slots[0] + 60)
 
 
 def test_requests_are_spread_evenly_not_burst() -> None:
@@ -79,7 +111,7 @@ def test_three_starts_in_one_minute_stay_within_a_free_plan_key() -> None:
             clock.now = slot
         clock.now = end
     assert all(start <= t < start + 60 for t in sent)
-    assert max_in_any_window(sent) <= 10
+    assert max_in_window(sent) <= 10
 
 
 def test_pause_holds_every_slot_until_retry_after() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import re
 import shlex
@@ -21,8 +22,9 @@ from exporter.gate.command import emit
 from exporter.gate.flow import gate_limiter
 from exporter.gate.options import parse
 from exporter.settings import load
-from exporter.simulator import DEMO_KEY, Simulator
-from tests.support.gate import Unreachable, first_ids, run_gate
+from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
+from tests.support.budget import max_in_window
+from tests.support.gate import SmallPages, Unreachable, first_ids, run_gate
 from tests.support.paths import ROOT
 from tests.support.vclock import run_virtual
 
@@ -85,6 +87,44 @@ def test_the_exporter_and_the_gate_share_the_keys_limit_exactly(share: str, limi
     exporter_cap = run_virtual(exporters_window())
     gate_cap = gate_limiter(options.budget_per_minute, lambda: 0.0).window_cap
     assert exporter_cap + gate_cap == limit  # nothing lost to rounding, and no window over the key's limit
+
+
+def test_the_gates_limiter_goes_a_second_apart_and_its_window_cap_alone_holds_the_budget() -> None:
+    # The gate's limiter spaces requests a second apart: only its 60 s window keeps it to the budget.
+    clock = [0.0]
+    limiter = gate_limiter(8, lambda: clock[0])
+    sent = []
+    for _ in range(20):
+        clock[0] = limiter.reserve()
+        sent.append(clock[0])
+    assert [round(b - a, 6) for a, b in itertools.pairwise(sent[:8])] == [1.0] * 7
+    assert sent[8] == pytest.approx(sent[0] + 60)  # the ninth waits for the first to leave the window
+    assert max_in_window(sent) == 8
+
+
+def test_a_gate_paging_through_a_long_list_sends_its_budget_and_not_one_request_more_a_minute() -> None:
+    # 40 a minute, the exporter's share 0.8: the gate may send 8 a minute. Finding a test by name in a
+    # list of 14 pages costs 14 requests: 8 in the first seconds, the rest once the window has room.
+    world = WorldConfig(projects=1, probes_per_project=1, tests_per_project=14, run_duration=30,
+                        probe_interval_minutes=60)
+
+    def args(sim: Simulator) -> list[str]:
+        project, _, _ = first_ids(sim)
+        last = [t for t in sim.world.tests.values() if t.project_id == project][-1]
+        return ["--project", project, "--test", last.name, "--requests-per-minute", "40", "--budget-share", "0.8"]
+
+    def configure(sim: Simulator) -> None:
+        project = first_ids(sim)[0]
+        last = [t for t in sim.world.tests.values() if t.project_id == project][-1]
+        sim.plan_test_runs(last.id, outcome="COMPLETED", duration=5)
+
+    result = run_gate(args, world=world, configure=configure, rate_limit=40, transport=SmallPages)
+    assert result.verdict.exit_code == 0, result.verdict.reason
+    times = [at for _, _, _, at in result.requests]
+    pages = [at for _, path, _, at in result.requests if route(path) == "/projects/{id}/tests"]
+    assert len(pages) == 14
+    assert max_in_window(times) == 8  # the budget is reached, and never passed
+    assert pages[7] - pages[0] < 10 and pages[8] - pages[0] == pytest.approx(60, abs=0.5)
 
 
 # -- a Free key, a slug and a name ---------------------------------------------------------------
