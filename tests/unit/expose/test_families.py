@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
@@ -72,6 +73,65 @@ def test_null_fields_yield_no_series_never_zero_or_nan() -> None:
     assert f.value("callmeter_test_run_jitter_seconds", **TEST) == 0.0083
 
 
+PROBE_SERIES = {"intervalMinutes": ("callmeter_probe_interval_seconds", 900.0),
+                "lastExecutionAt": ("callmeter_probe_last_execution_timestamp_seconds", 1768474800.0),
+                "nextExecutionAt": ("callmeter_probe_next_execution_timestamp_seconds", 1768475700.0)}
+"""Each numeric field of the reference probe, the series it fills, and its value there."""
+
+RUN_SERIES = {
+    "avgMos": ("callmeter_test_run_mos", {}, 4.21),
+    "avgJitterMs": ("callmeter_test_run_jitter_seconds", {}, 0.0083),
+    "avgPacketLossFraction": ("callmeter_test_run_packet_loss_ratio", {}, 0.0012),
+    "avgRttMs": ("callmeter_test_run_rtt_seconds", {}, 0.0452),
+    "asr": ("callmeter_test_run_asr_ratio", {}, 0.996),
+    "ner": ("callmeter_test_run_ner_ratio", {}, 1.0),
+    "totalEndpoints": ("callmeter_test_run_endpoints", {"state": "total"}, 500),
+    "registeredCount": ("callmeter_test_run_endpoints", {"state": "registered"}, 498),
+    "registrationFailedCount": ("callmeter_test_run_endpoints", {"state": "registration_failed"}, 2),
+    "inCallCount": ("callmeter_test_run_endpoints", {"state": "in_call"}, 0),
+    "completedCount": ("callmeter_test_run_endpoints", {"state": "completed"}, 498),
+}
+"""Each field of the reference run's summary, the series it fills, and its value there (base units)."""
+
+
+@pytest.mark.parametrize("absent", ["null", "missing"])
+@pytest.mark.parametrize("field", sorted(PROBE_SERIES))
+def test_a_null_or_missing_probe_field_yields_no_series_never_a_fake_zero(field: str, absent: str) -> None:
+    raw = {**load("probes")[0]}
+    if absent == "null":
+        raw[field] = None
+    else:
+        del raw[field]
+    f = Families(probe_families([("production", Probe.model_validate(raw))]))
+    name, _ = PROBE_SERIES[field]
+    assert f.value(name, **PROBE) is None
+    assert not [s for fam in f.collect() if fam.name == name for s in fam.samples]
+    # Only that series: the probe's other fields are still published, with their values.
+    for other, (other_name, value) in PROBE_SERIES.items():
+        if other != field:
+            assert f.value(other_name, **PROBE) == value, other
+    assert f.value("callmeter_probe_status", **PROBE, status="HEALTHY") == 1
+
+
+@pytest.mark.parametrize("field", sorted(RUN_SERIES))
+def test_a_null_summary_field_yields_no_series_and_only_that_one(field: str) -> None:
+    f = Families(snapshot_families(reference_snapshot(**{field: None}), now=NOW))
+    name, labels, _ = RUN_SERIES[field]
+    assert f.value(name, **TEST, **labels) is None
+    for other, (other_name, other_labels, value) in RUN_SERIES.items():
+        if other != field:
+            assert f.value(other_name, **TEST, **other_labels) == value, other
+
+
+def test_a_real_zero_is_published_as_zero() -> None:
+    probe = Probe.model_validate({**load("probes")[0], "intervalMinutes": 0})
+    assert Families(probe_families([("production", probe)])).value("callmeter_probe_interval_seconds", **PROBE) == 0
+    f = Families(snapshot_families(reference_snapshot(avgJitterMs=0, asr=0, registrationFailedCount=0), now=NOW))
+    assert f.value("callmeter_test_run_jitter_seconds", **TEST) == 0
+    assert f.value("callmeter_test_run_asr_ratio", **TEST) == 0
+    assert f.value("callmeter_test_run_endpoints", **TEST, state="registration_failed") == 0
+
+
 def test_probe_status_is_a_state_set_including_new_statuses() -> None:
     probe = Probe.model_validate({**load("probes")[0], "status": "maintenance"})
     f = Families(probe_families([("production", probe)], {"MAINTENANCE"}))
@@ -124,10 +184,17 @@ def test_stale_resources_are_not_served() -> None:
 def test_deleted_test_takes_its_run_series_with_it() -> None:
     snapshot = reference_snapshot()
     data = snapshot.projects[0]
-    gone = ProjectData(project=data.project, tests=(), latest_runs=data.latest_runs,
-                       latest_completed=data.latest_completed, fetched={"tests": NOW, "test_runs": NOW})
+    before = {n for n in Families(snapshot_families(snapshot, now=NOW)).names() if n.startswith("callmeter_test_run")}
+    assert {"callmeter_test_run_mos", "callmeter_test_run_last_status", "callmeter_test_runs_finished_total"} <= before
+    gone = ProjectData(project=data.project, probes=data.probes, tests=(), latest_runs=data.latest_runs,
+                       latest_completed=data.latest_completed,
+                       fetched={"probes": NOW, "tests": NOW, "test_runs": NOW})
     f = Families(snapshot_families(Snapshot(projects=(gone,), finished_runs=snapshot.finished_runs), now=NOW))
     assert not {n for n in f.names() if n.startswith("callmeter_test_run")}
+    # Only the test's series: the project and its probes are still served (an empty exposition is no pass).
+    assert f.value("callmeter_project_info", project="production", project_id=data.project.id,
+                   name="Production") == 1
+    assert f.value("callmeter_probe_status", **PROBE, status="HEALTHY") == 1
 
 
 def probe_detail(raw: dict[str, object]) -> ProbeDetail:
