@@ -1,4 +1,9 @@
-"""The gate end to end in-process: the real client and simulator on a virtual clock, every exit code."""
+"""The gate end to end in-process: the real client and simulator on a virtual clock, every exit code.
+
+Exit codes are a public contract (docs/gate.md): a CI job reads the number. So these tests say the numbers
+(0 passed, 1 gate failed, 2 usage, 3 run failed, 4 timed out, 5 API error), never the constants the code
+exports: constants swapped in the code would pass a test that compares with the same constants.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ import asyncio
 import pytest
 
 from exporter.api.client import CallMeterClient
+from exporter.gate import command, judge
 from exporter.gate.api import GateClient
-from exporter.gate.judge import API_ERROR, GATE_FAILED, PASSED, RUN_FAILED, TIMED_OUT, USAGE
 from exporter.simulator import Simulator, WorldConfig
 from tests.support import simulated
 from tests.support.gate import first_ids, reference_loop, run_gate
@@ -37,10 +42,17 @@ def gate_args(*extra: str):
     return build
 
 
+def test_the_exit_codes_are_the_documented_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert judge.EXIT_NAMES == {0: "passed", 1: "gate failed", 2: "usage error", 3: "run failed", 4: "timed out",
+                                5: "API error"}
+    assert command.main(["--project", "p", "--test", "t"]) == 2  # no API key: a usage error, before any request
+    assert "callmeter-exporter gate:" in capsys.readouterr().err
+
+
 def test_a_completed_run_within_every_gate_passes_with_four_requests() -> None:
     result = run_gate(gate_args(*GATES), configure=plan())
     v = result.verdict
-    assert v.exit_code == PASSED, v.reason
+    assert v.exit_code == 0, v.reason
     assert v.status == "COMPLETED" and v.run_seconds == 120
     assert [g.outcome for g in v.gates] == ["pass"] * 7
     # Test list, trigger, one early look (the run is long), one look at its expected end.
@@ -53,7 +65,7 @@ def test_a_completed_run_within_every_gate_passes_with_four_requests() -> None:
 def test_the_wait_ends_soon_after_the_expected_end() -> None:
     result = run_gate(gate_args(), configure=plan(duration=600))
     finished = result.requests[-1][3]
-    assert result.verdict.exit_code == PASSED
+    assert result.verdict.exit_code == 0
     assert 600 <= finished <= 600 + 15, finished  # queueing (4 s) plus the settle margin, not a poll period
 
 
@@ -68,7 +80,7 @@ def test_the_wait_ends_soon_after_the_expected_end() -> None:
 ])
 def test_a_value_past_its_gate_exits_1_and_says_which(summary: dict[str, float], title: str, failed: str) -> None:
     v = run_gate(gate_args(*GATES), configure=plan(**summary)).verdict
-    assert v.exit_code == GATE_FAILED
+    assert v.exit_code == 1
     assert v.reason == failed
     assert [g.title for g in v.gates if g.failed] == [title]
 
@@ -77,7 +89,7 @@ def test_a_value_past_its_gate_exits_1_and_says_which(summary: dict[str, float],
 def test_a_failed_or_unstartable_run_exits_3(outcome: str) -> None:
     result = run_gate(gate_args("--min-mos", "3.5"), configure=plan(outcome, duration=1800))
     v = result.verdict
-    assert v.exit_code == RUN_FAILED and v.status == outcome
+    assert v.exit_code == 3 and v.status == outcome
     assert v.reason == f"the run ended {outcome}"
     assert [g.outcome for g in v.gates] == ["skipped"]
     if outcome == "CANNOT_RUN_FOR_NOW":
@@ -88,7 +100,7 @@ def test_a_failed_or_unstartable_run_exits_3(outcome: str) -> None:
 def test_the_timeout_ends_the_wait_with_exit_4_and_the_last_status() -> None:
     result = run_gate(gate_args("--min-mos", "3.5", "--timeout", "5m"), configure=plan(duration=3600))
     v = result.verdict
-    assert v.exit_code == TIMED_OUT
+    assert v.exit_code == 4
     assert 300 <= v.elapsed_seconds < 301
     assert v.reason == "timed out after 300s waiting for the run to end (last seen: RUNNING)"
     assert v.status == "RUNNING" and v.run_id
@@ -101,7 +113,7 @@ def test_the_default_timeout_is_the_duration_plus_fifteen_minutes() -> None:
         sim.set_faults(status_override="RUNNING")  # a run that never ends
 
     result = run_gate(gate_args(), configure=lambda s: (plan(duration=60)(s), stuck(s)))
-    assert result.verdict.exit_code == TIMED_OUT
+    assert result.verdict.exit_code == 4
     assert result.verdict.elapsed_seconds == pytest.approx(60 + 5 + 900, abs=1)
     assert result.count() < 30  # backoff up to a minute between looks
 
@@ -112,7 +124,7 @@ def test_429s_during_the_wait_are_honoured_and_the_gate_still_passes() -> None:
 
     result = run_gate(gate_args("--min-mos", "3.5"), configure=plan(duration=30), during=burst, during_at=10)
     v = result.verdict
-    assert v.exit_code == PASSED, v.reason
+    assert v.exit_code == 0, v.reason
     limited = [r for r in result.requests if r[2] == 429]
     assert len(limited) == 2
     after = [r for r in result.requests if r[3] > limited[0][3]]
@@ -127,7 +139,7 @@ def test_a_429_on_the_trigger_is_retried_and_starts_one_run() -> None:
     # The test list goes out at once; the burst lands on the trigger that follows it.
     result = run_gate(gate_args(), configure=plan(duration=30), during=burst_at_post, during_at=1.0)
     _, test, _ = first_ids(result.simulator)
-    assert result.verdict.exit_code == PASSED
+    assert result.verdict.exit_code == 0
     assert [r[2] for r in result.requests if r[0] == "POST"] == [429, 201]
     assert len(result.simulator.world.manual_runs[test]) == 1
 
@@ -138,7 +150,7 @@ def test_a_server_error_on_the_trigger_is_not_retried_and_exits_5() -> None:
 
     result = run_gate(gate_args(), configure=plan(), during=failing, during_at=1.0)
     v = result.verdict
-    assert v.exit_code == API_ERROR
+    assert v.exit_code == 5
     assert result.count("POST") == 1  # a 5xx may have started a run: a second one is not sent
     assert "may have started a run" in v.reason
 
@@ -154,7 +166,7 @@ def test_run_id_judges_an_existing_run_without_triggering() -> None:
         return ["--project", project, "--run-id", f"run_{test[:8]}_m0000", "--min-mos", "3.5", "--plan", "basic"]
 
     result = run_gate(args, configure=finished)
-    assert result.verdict.exit_code == GATE_FAILED and result.verdict.reason == "MOS 3.1 is below the minimum 3.5"
+    assert result.verdict.exit_code == 1 and result.verdict.reason == "MOS 3.1 is below the minimum 3.5"
     assert result.count("POST") == 0 and result.count() == 1
 
 
@@ -169,7 +181,7 @@ def test_run_id_of_a_running_run_waits_for_it() -> None:
         return ["--project", project, "--run-id", f"run_{test[:8]}_m0000", "--plan", "basic"]
 
     result = run_gate(args, configure=running)
-    assert result.verdict.exit_code == PASSED and result.count("POST") == 0
+    assert result.verdict.exit_code == 0 and result.count("POST") == 0
     assert 200 <= result.verdict.elapsed_seconds <= 215  # the rest of its 300 s, read from startedAt
     assert result.count() == 3  # the run, its test (duration and name), the look at its end
 
@@ -177,7 +189,7 @@ def test_run_id_of_a_running_run_waits_for_it() -> None:
 @pytest.mark.parametrize("bad", [["--run-id", "run_nope"], ["--test", "No such test"], ["--probe", "nope"]])
 def test_a_target_that_is_not_there_exits_2(bad: list[str]) -> None:
     result = run_gate(lambda sim: ["--project", first_ids(sim)[0], "--plan", "basic", *bad])
-    assert result.verdict.exit_code == USAGE
+    assert result.verdict.exit_code == 2
     assert result.count("POST") == 0
 
 
@@ -187,7 +199,7 @@ def test_a_project_slug_and_a_test_name_are_resolved() -> None:
         return ["--project", sim.world.projects[project].slug, "--test", sim.world.tests[test].name, "--plan", "pro"]
 
     result = run_gate(args, configure=plan(duration=30))
-    assert result.verdict.exit_code == PASSED and result.verdict.project == "production"
+    assert result.verdict.exit_code == 0 and result.verdict.project == "production"
     # The slug is not a UUID, so not an id: the project list first, never a read known to 404.
     assert [p.rsplit("/", 1)[-1] for m, p, *_ in result.requests][:3] == ["projects", "tests", "run"]
 
@@ -202,12 +214,12 @@ def test_a_key_the_api_refuses_exits_5(fault: str) -> None:
             sim.set_faults(forbidden_projects=[project])
 
     result = run_gate(gate_args(), configure=configure)
-    assert result.verdict.exit_code == API_ERROR
+    assert result.verdict.exit_code == 5
     assert ("401" if fault == "revoked" else "403") in result.verdict.reason
     assert result.count("POST") == 0
 
 
-@pytest.mark.parametrize(("allow", "code", "outcome"), [(False, GATE_FAILED, "missing"), (True, PASSED, "skipped")])
+@pytest.mark.parametrize(("allow", "code", "outcome"), [(False, 1, "missing"), (True, 0, "skipped")])
 def test_a_null_summary_field_fails_its_gate_unless_allowed(allow: bool, code: int, outcome: str) -> None:
     extra = ["--allow-missing"] if allow else []
     v = run_gate(gate_args("--min-mos", "3.5", "--max-rtt-seconds", "0.1", *extra),
@@ -219,7 +231,7 @@ def test_a_null_summary_field_fails_its_gate_unless_allowed(allow: bool, code: i
     assert next(g for g in v.gates if g.title == "MOS").outcome == "pass"
 
 
-@pytest.mark.parametrize(("unit", "code"), [("percent", PASSED), ("fraction", GATE_FAILED)])
+@pytest.mark.parametrize(("unit", "code"), [("percent", 0), ("fraction", 1)])
 def test_packet_loss_is_read_in_the_exporters_unit(unit: str, code: int) -> None:
     # 0.5 is 0.5 % read as percent (under a 1 % gate), or 50 % read as a fraction.
     v = run_gate(gate_args("--max-packet-loss-ratio", "0.01", "--packet-loss-unit", unit),
@@ -242,8 +254,8 @@ def plan_probe(status: str, seconds: float = 25):
 
 
 @pytest.mark.parametrize(("status", "minimum", "code"), [
-    ("HEALTHY", "HEALTHY", PASSED), ("DEGRADED", "HEALTHY", GATE_FAILED), ("DEGRADED", "DEGRADED", PASSED),
-    ("UNHEALTHY", "DEGRADED", GATE_FAILED), ("UNKNOWN", "UNHEALTHY", RUN_FAILED)])
+    ("HEALTHY", "HEALTHY", 0), ("DEGRADED", "HEALTHY", 1), ("DEGRADED", "DEGRADED", 0),
+    ("UNHEALTHY", "DEGRADED", 1), ("UNKNOWN", "UNHEALTHY", 3)])
 def test_the_probe_gate_waits_for_the_execution_and_judges_its_status(status: str, minimum: str, code: int) -> None:
     extra = [] if minimum == "HEALTHY" else ["--min-probe-status", minimum]
     result = run_gate(probe_args(*extra), configure=plan_probe(status))
@@ -257,7 +269,7 @@ def test_the_probe_gate_waits_for_the_execution_and_judges_its_status(status: st
 
 def test_the_probe_gate_times_out_when_no_execution_shows() -> None:
     result = run_gate(probe_args("--timeout", "90"), configure=plan_probe("HEALTHY", seconds=3600))
-    assert result.verdict.exit_code == TIMED_OUT
+    assert result.verdict.exit_code == 4
     assert "waiting for the probe's execution" in result.verdict.reason
 
 
@@ -266,7 +278,7 @@ def test_a_small_budget_spaces_the_requests_within_each_minute() -> None:
     result = run_gate(lambda s: [*gate_args()(s), "--plan", "free"], configure=plan(duration=5),
                       during=lambda s: s.set_faults(status_override="RUNNING"), during_at=1, rate_limit=10)
     times = [r[3] for r in result.requests]
-    assert result.verdict.exit_code == TIMED_OUT
+    assert result.verdict.exit_code == 4
     assert all(sum(1 for t in times if start <= t < start + 60) <= 2 for start in times)
     assert not [r for r in result.requests if r[2] == 429]
 
@@ -283,7 +295,7 @@ def test_one_gate_costs_a_fraction_of_the_reference_loop(outcome: str, duration:
         assert loop_status == "COMPLETED" and loop_requests >= 3 * gate.count()
     else:
         assert loop_status is None and loop_requests > 300  # it never stops: an hour of reads every 10 s
-        assert gate.verdict.exit_code == RUN_FAILED
+        assert gate.verdict.exit_code == 3
 
 
 # -- the daemon never writes -------------------------------------------------------------------------
