@@ -91,6 +91,54 @@ def test_bare_hex_and_a_list_of_signatures_are_accepted() -> None:
     assert check_signature(body, f"sha256={'0' * 64}, sha256={hexdigest}", [SECRET.encode()]) is Signature.VALID
 
 
+# Known answers, computed outside this code (`printf '%s' BODY | openssl dgst -sha256 -hmac KEY`): the tests
+# above sign with the code's own `sign()`, so a signer and a verifier that agree with each other but not with
+# HMAC-SHA256 under the configured secret (a key derived wrongly on both sides, say) would pass them.
+RFC_4231_CASE_2 = (b"Jefe", b"what do ya want for nothing?",
+                   "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+"""RFC 4231, test case 2: the HMAC-SHA256 standard's own vector."""
+KNOWN_BODY = (b'{"event":"probe.status_changed","probe_id":"probe_a","project_id":"proj_1",'
+              b'"previous_status":"HEALTHY","new_status":"UNHEALTHY","timestamp":1800000000}')
+KNOWN_SIGNATURE = "e637e2c9d24d509f48d1315002ea81d55e9d15ff434952442a48bc78c2a97c6b"
+"""HMAC-SHA256 of KNOWN_BODY under SECRET (whsec_ followed by k3 twenty times), by openssl."""
+
+
+def test_sign_gives_the_known_answers() -> None:
+    key, message, digest = RFC_4231_CASE_2
+    assert sign(message, key) == f"sha256={digest}"
+    assert sign(message, key.decode()) == f"sha256={digest}"
+    assert sign(KNOWN_BODY, SECRET) == f"sha256={KNOWN_SIGNATURE}"
+
+
+@pytest.mark.parametrize("header", [f"sha256={KNOWN_SIGNATURE}", KNOWN_SIGNATURE, KNOWN_SIGNATURE.upper(),
+                                    f"SHA256={KNOWN_SIGNATURE}", f"sha256={'0' * 64}, {KNOWN_SIGNATURE}"])
+def test_a_known_answer_signature_verifies_under_the_configured_secret(header: str) -> None:
+    """The secret as configured (CALLMETER_WEBHOOK_SECRET, through WebhookSecrets), a signature from outside."""
+    secrets = WebhookSecrets(value=SECRET)
+    assert check_signature(KNOWN_BODY, header, secrets.current()) is Signature.VALID
+    hook = Harness()
+    hook.receiver = Receiver(secrets=secrets.current, metrics=hook.metrics, sink=hook.sink, wall=hook.wall,
+                             clock=hook.wall)
+    assert hook.post(KNOWN_BODY, signature=header) == (200, "applied")
+    assert hook.sink.pushed == [("proj_1", "probe_a", "UNHEALTHY", NOW)]
+
+
+def test_the_rfc_4231_vector_verifies_and_one_bit_off_does_not() -> None:
+    key, message, digest = RFC_4231_CASE_2
+    assert check_signature(message, f"sha256={digest}", [key]) is Signature.VALID
+    assert check_signature(message, digest, [key]) is Signature.VALID
+    flipped = f"{int(digest[0], 16) ^ 1:x}" + digest[1:]
+    assert check_signature(message, f"sha256={flipped}", [key]) is Signature.BAD
+    assert check_signature(message + b" ", f"sha256={digest}", [key]) is Signature.BAD
+    assert check_signature(message, f"sha256={digest}", [b"Jeff"]) is Signature.BAD
+
+
+def test_a_secret_file_verifies_the_known_answer(tmp_path: Path) -> None:
+    path = tmp_path / "secrets"
+    path.write_text(f"{OTHER}\n{SECRET}\n")
+    assert check_signature(KNOWN_BODY, KNOWN_SIGNATURE, WebhookSecrets(path=path).current()) is Signature.VALID
+
+
 @pytest.mark.parametrize(("signature", "result"), [
     (None, "missing_signature"),
     ("", "missing_signature"),
