@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from tests.support.prometheus import (
     run_alertmanager,
     run_prometheus,
     serve_process,
+    unix_time,
     wait_until,
 )
 
@@ -182,7 +184,21 @@ def test_unhealthy_probe_fires_through_alertmanager_and_resolves(tmp_path: Path)
             what="Prometheus to scrape the probe as HEALTHY",
             diagnostics=diagnostics,
         )
-        wait_until(lambda: not firing(), timeout=STEP_TIMEOUT, what="no alert for the healthy probe")
+        # "Not firing" alone is true before any rule has run: wait for an evaluation of the alert's rule on
+        # the healthy data (after Prometheus has it), and require that it holds nothing for the probe, not
+        # even a pending alert.
+        healthy_seen = time.time()
+
+        def evaluated_on_healthy_data() -> dict[str, Any] | None:
+            rule = prometheus.rule(ALERT)
+            return rule if rule and unix_time(rule.get("lastEvaluation", "0001-01-01T00:00:00Z")) > healthy_seen \
+                else None
+
+        rule = wait_until(evaluated_on_healthy_data, timeout=STEP_TIMEOUT, what=f"{ALERT} evaluated after HEALTHY",
+                          diagnostics=diagnostics)
+        assert rule["health"] == "ok", rule.get("lastError")
+        assert not [a for a in rule["alerts"] if _is_probe_alert(a, probe_id)], rule["alerts"]
+        assert not firing()
 
         simulator.force_probe_status(probe_id, "UNHEALTHY")
         [alert] = wait_until(

@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
 
-import exporter.expose.listener
 from exporter.expose.exposition import Exposition
 from exporter.expose.selfmetrics import ExporterMetrics
-from tests.support.exposition import make_exposition, sample_families
+from tests.support.exposition import TEXT_ONLY_ACCEPT, make_exposition, sample_families
 from tests.support.listening import make_listener
 from tests.support.prometheus import run_prometheus, wait_until
+from tests.support.proxy import AcceptProxy
 
 TIMEOUT = 10.0
 
@@ -50,45 +48,34 @@ def test_prometheus_scrapes_gzip_openmetrics_and_gzip_text(monkeypatch: pytest.M
         asked.add((openmetrics, gzipped))
         return body(openmetrics=openmetrics, gzipped=gzipped)
 
-    monkeypatch.setattr(exposition, "body", recording_body)
-    with served_in_a_thread(exposition, metrics) as port:
+    monkeypatch.setattr(exposition, "body", recording_body)  # records what was asked for; changes nothing
+    with served_in_a_thread(exposition, metrics) as port, AcceptProxy(port, TEXT_ONLY_ACCEPT) as proxy:
+        # One Prometheus, two jobs: "callmeter" scrapes the exporter as Prometheus 2 does (OpenMetrics first);
+        # "callmeter-text" scrapes it through the proxy, with the Accept header of a text-only scraper.
         config = ("global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
                   "scrape_configs:\n"
-                  f"  - job_name: callmeter\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
+                  f"  - job_name: callmeter\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+                  f"  - job_name: callmeter-text\n    static_configs: [{{targets: ['127.0.0.1:{proxy.port}']}}]\n")
         with run_prometheus(config) as prometheus:
-            def healthy_scrape_after(moment: float) -> dict[str, Any] | None:
-                for target in prometheus.targets():
-                    scraped = target.get("lastScrape", "")
-                    if target["health"] == "up" and scraped and _unix(scraped) > moment:
-                        return target
-                return None
+            def healthy(job: str) -> dict[str, Any] | None:
+                return next((t for t in prometheus.targets() if t["labels"]["job"] == job and t["health"] == "up"
+                             and t.get("lastScrape")), None)
 
-            target = wait_until(lambda: healthy_scrape_after(0), timeout=30, what="a healthy scrape",
-                                diagnostics=prometheus.log_tail)
-            assert target["lastError"] == ""
-            up = wait_until(lambda: prometheus.query('up{job="callmeter"}'), timeout=30, what="up")
-            assert up[0]["value"][1] == "1"
-            unhealthy = prometheus.query('callmeter_probe_status{status="UNHEALTHY"} == 1')
-            assert len(unhealthy) == sum(1 for i in range(2000) if i % 3 == 2)  # every series of the body arrived
-            assert prometheus.query("callmeter_exporter_api_requests_total")
-            assert asked == {(True, True)}  # gzipped OpenMetrics
+            for job in ("callmeter", "callmeter-text"):
+                target = wait_until(lambda job=job: healthy(job), timeout=30, what=f"a healthy scrape of {job}",
+                                    diagnostics=prometheus.log_tail)
+                assert target["lastError"] == ""
+                up = wait_until(lambda job=job: prometheus.query(f'up{{job="{job}"}} == 1'), timeout=30,
+                                what=f"up for {job}")
+                assert up[0]["value"][1] == "1"
+                unhealthy = wait_until(lambda job=job: prometheus.query(
+                    f'callmeter_probe_status{{job="{job}",status="UNHEALTHY"}} == 1'), timeout=30,
+                    what=f"the probe series of {job}")
+                assert len(unhealthy) == sum(1 for i in range(2000) if i % 3 == 2)  # every series of the body
+                assert prometheus.query(f'callmeter_exporter_api_requests_total{{job="{job}"}}')
 
-            # the same through the classic text format (Prometheus 2 asks for OpenMetrics first)
-            monkeypatch.setattr(exporter.expose.listener, "wants_openmetrics", lambda accept: False)
-            switched = time.time()
-            target = wait_until(lambda: healthy_scrape_after(switched + 0.5), timeout=30,
-                                what="a healthy scrape of the text format", diagnostics=prometheus.log_tail)
-            assert target["lastError"] == ""
-            assert prometheus.query('up{job="callmeter"} == 1')
-            assert (False, True) in asked  # gzipped text
-
-
-def _unix(rfc3339: str) -> float:
-    """Prometheus' lastScrape (RFC 3339 with nanoseconds) as unix seconds."""
-    whole, _, fraction = rfc3339.rstrip("Z").partition(".")
-    zone = ""
-    for sign in ("+", "-"):
-        if sign in fraction:
-            fraction, zone = fraction.split(sign, 1)[0], sign + fraction.split(sign, 1)[1]
-    moment = datetime.fromisoformat(whole + (zone or "+00:00"))
-    return moment.timestamp() + (float("0." + fraction) if fraction else 0.0)
+            # Prometheus asked for OpenMetrics; the proxy asked for text, and the exporter chose text.
+            received, sent, status, content_type, encoding = proxy.exchanges[0]
+            assert received.startswith("application/openmetrics-text") and sent == TEXT_ONLY_ACCEPT
+            assert status == 200 and content_type.startswith("text/plain; version=0.0.4") and encoding == "gzip"
+            assert asked == {(True, True), (False, True)}  # gzipped OpenMetrics and gzipped text

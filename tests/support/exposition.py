@@ -19,6 +19,9 @@ PROMETHEUS_3_ACCEPT = ("application/openmetrics-text;version=1.0.0;escaping=allo
                        "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;"
                        "q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1")
 
+TEXT_ONLY_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+"""What a scraper that reads only the classic text format (0.0.4) sends."""
+
 
 def sample_families(probes: int = 20, *, interval: float = 5.0) -> list[Metric]:
     """Families shaped like a real snapshot's: project info and the probe families."""

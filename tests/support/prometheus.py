@@ -28,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +77,16 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
 def require_binary(name: str, package: str = "prometheus and prometheus-alertmanager") -> str:
     """Path of ``name`` on PATH; skip the test when missing, or fail it in CI (``tests.support.ci``)."""
     return require_command(name, package)
+
+
+def unix_time(rfc3339: str) -> float:
+    """A time from Prometheus' API (RFC 3339, nanoseconds, ``Z`` or an offset) as Unix seconds."""
+    whole, _, rest = rfc3339.partition(".")
+    if not rest:
+        return datetime.fromisoformat(whole.replace("Z", "+00:00")).timestamp()
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    zone = rest[digits:].replace("Z", "+00:00") or "+00:00"
+    return datetime.fromisoformat(whole + zone).timestamp() + float("0." + rest[:digits])
 
 
 def wait_until(
@@ -182,6 +193,11 @@ class PrometheusServer(ServerProcess):
         """Loaded rule groups, each with its ``rules`` (labels, annotations, query, duration)."""
         groups: list[dict[str, Any]] = self._data("/api/v1/rules")["groups"]
         return groups
+
+    def rule(self, name: str) -> dict[str, Any] | None:
+        """The loaded rule named ``name`` (an alert's: ``health``, ``lastEvaluation``, its ``alerts``)."""
+        return next((rule for group in self.rule_groups() for rule in group["rules"] if rule.get("name") == name),
+                    None)
 
     def targets(self) -> list[dict[str, Any]]:
         """Active scrape targets (``health``, ``lastError``, ``scrapeUrl``...)."""

@@ -22,7 +22,7 @@ from exporter.app.serve import listeners
 from exporter.settings import Floors, Settings
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
 from exporter.webhooks import sign
-from tests.support.exposition import PROMETHEUS_2_ACCEPT
+from tests.support.exposition import PROMETHEUS_2_ACCEPT, TEXT_ONLY_ACCEPT
 from tests.support.webhooks import SECRET, delivery
 
 HOUR = 3600.0
@@ -30,7 +30,7 @@ HOUR = 3600.0
 WORLD = WorldConfig(projects=1, probes_per_project=2, tests_per_project=2, registrars_per_project=1,
                     probe_interval_minutes=60, run_period=2 * HOUR, history_runs=2, endpoints_per_run=5)
 SCRAPES = 300
-ACCEPTS = [PROMETHEUS_2_ACCEPT, "text/plain;version=0.0.4;q=1,*/*;q=0.1", "*/*", ""]
+ACCEPTS = [PROMETHEUS_2_ACCEPT, TEXT_ONLY_ACCEPT, "*/*", ""]
 
 
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
