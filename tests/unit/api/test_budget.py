@@ -155,3 +155,100 @@ def test_next_free_peeks_without_booking() -> None:
     assert limiter.next_free() == peek
     assert limiter.reserve() == peek
     assert limiter.next_free() == peek + 1.0
+
+
+# -- the edges of each method (mutation testing found these untested) -------------------------------
+
+
+@pytest.mark.parametrize(("per_minute", "cap"), [(0, 5), (-1, 5), (5, 0), (0, 0)])
+def test_a_rate_or_cap_that_is_not_positive_is_refused(per_minute: float, cap: int) -> None:
+    with pytest.raises(ValueError, match=r"^per_minute and window_cap must be positive$"):
+        RateLimiter(per_minute=per_minute, window_cap=cap, clock=FakeClock())
+
+
+def test_a_rate_below_one_a_minute_is_a_rate() -> None:
+    limiter = RateLimiter(per_minute=0.5, window_cap=1, clock=FakeClock())
+    assert limiter.interval == 120
+
+
+def test_an_idle_limiter_offers_now_and_books_it() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=60, window_cap=60, clock=clock)
+    limiter.reserve()
+    clock.now += 3600
+    assert limiter.next_free() == clock.now
+    assert limiter.reserve() == clock.now
+
+
+def test_next_free_counts_the_window_exactly_at_the_cap() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=6000, window_cap=2, clock=clock)
+    first = limiter.reserve()
+    clock.now = limiter.reserve()
+    assert limiter.next_free() == pytest.approx(first + 60)  # two in the window: the cap
+    assert limiter.sent_in_window() == 2
+    clock.now = first + 60  # the first has just left the window: a request 60 s later is in the next one
+    assert limiter.sent_in_window() == 1 and limiter.recent() == [first + 0.01]
+
+
+def test_releasing_a_slot_that_was_never_booked_is_harmless() -> None:
+    limiter = RateLimiter(per_minute=60, window_cap=60, clock=FakeClock())
+    slot = limiter.reserve()
+    limiter.release(12345.0)
+    limiter.release(slot)
+    assert limiter.sent_in_window() == 0
+
+
+def test_a_pause_shorter_than_a_second_is_kept_as_given() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=6000, window_cap=6000, clock=clock)
+    limiter.pause(0.25)
+    assert limiter.blocked_for() == 0.25
+    assert limiter.reserve() == clock.now + 0.25
+    limiter.pause(-5)  # a negative Retry-After pauses nothing
+    assert limiter.blocked_for() == 0.25
+
+
+def test_several_quiet_minutes_at_once_give_back_a_twentieth_each() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=60, window_cap=60, clock=clock)
+    limiter.on_rate_limited()
+    clock.now += 3 * 60 + 30
+    limiter.on_success()
+    assert limiter.per_minute == 30 + 3 * 3
+
+
+def test_a_restore_continues_the_previous_processes_minute() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=8, window_cap=8, clock=clock)
+    now = clock.now
+    # Its last minute (and one request 60 s old, which is out of the window), in any order.
+    limiter.restore([now - 10, now - 50, now - 60, now - 30, now - 61], per_minute=4, paused_until=0.0)
+    assert limiter.recent() == [now - 50, now - 30, now - 10]
+    assert limiter.per_minute == 4
+    # The next request is spaced from the last of them at the restored rate (15 s), not sent at once.
+    assert limiter.next_free() == now - 10 + 15
+    # The rate comes back as after a 429: a twentieth of the base for each quiet minute since the start.
+    clock.now += 60
+    limiter.on_success()
+    assert limiter.per_minute == 4 + 8 / 20
+
+
+def test_a_restore_keeps_the_rate_within_its_bounds_and_the_pause() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=8, window_cap=8, clock=clock)
+    limiter.restore([clock.now - 1], per_minute=1000, paused_until=clock.now + 30)
+    assert limiter.per_minute == 8
+    assert limiter.blocked_for() == 30 and limiter.next_free() == clock.now + 30
+    limiter.restore([], per_minute=0.01)
+    assert limiter.per_minute == 1.0  # the floor: base / 8
+
+
+def test_a_restore_without_a_rate_or_pause_keeps_the_limiters_own() -> None:
+    clock = FakeClock()
+    clock.now = 0.0  # a virtual loop's clock starts at 0
+    limiter = RateLimiter(per_minute=60, window_cap=60, clock=clock)
+    limiter.on_rate_limited()
+    limiter.restore([])
+    assert limiter.per_minute == 30
+    assert limiter.blocked_for() == 0 and limiter.next_free() == 0.0

@@ -6,16 +6,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
-from exporter.api.models import KNOWN_ENDPOINT_OUTCOMES, Probe, Test, TestRun
+from exporter.api.models import KNOWN_ENDPOINT_OUTCOMES, Probe, Registrar, Test, TestRun
 from exporter.expose.families import (
     completed_run_families,
     endpoint_outcome_family,
     probe_families,
+    quality_values,
+    registrar_family,
     settings_family,
     snapshot_families,
     threshold_families,
+    threshold_value,
 )
-from exporter.model.details import Detail, ProbeDetail, read_probe_detail, read_test_detail
+from exporter.model.details import Detail, ProbeDetail, Threshold, read_probe_detail, read_test_detail
 from exporter.model.endpoints import EndpointTally
 from exporter.model.snapshot import ProjectData, Snapshot
 from tests.support.golden import GOLDEN, render_reference
@@ -280,3 +283,105 @@ def test_reference_snapshot_renders_the_golden_exposition_byte_for_byte() -> Non
     # Compared as text for a readable diff; the encoding is UTF-8 both ways, so equal text is equal bytes.
     assert rendered.decode() == golden.decode(), "intended? run `python -m tests.support.golden` and review the diff"
     assert rendered == golden
+
+
+# -- defaults, edges and staleness per resource (mutation testing found these untested) ------------------
+
+
+def test_percent_is_the_default_packet_loss_unit_everywhere() -> None:
+    run = reference_snapshot().projects[0].latest_completed["abc123"]
+    assert run.summary is not None
+    assert quality_values(run.summary)["packet_loss_ratio"] == 0.0012
+    test = Test.model_validate(load("tests")[0])
+    f = Families(completed_run_families([("production", test, run)]))
+    assert f.value("callmeter_test_run_packet_loss_ratio", **TEST) == 0.0012
+    assert threshold_value(Threshold(metric="packet_loss_ratio", level="warning", value=1, unit="percent")) == 0.01
+
+
+@pytest.mark.parametrize(("unit", "value", "expected"), [
+    ("mos", 1.0, 1.0), ("mos", 5.0, 5.0), ("mos", 0.99, None), ("mos", 5.01, None),
+    ("ms", 0.0, 0.0), ("ms", 250.0, 0.25), ("ms", -1.0, None),
+    ("s", 2.5, 2.5), ("s", 0.0, 0.0),
+    ("percent", 100.0, 1.0), ("percent", 150.0, None), ("percent", 0.0, 0.0),
+    ("ratio", 1.0, 1.0), ("ratio", 1.5, None), ("ratio", -0.1, None),
+])
+def test_a_threshold_at_the_edge_of_its_range(unit: str, value: float, expected: float | None) -> None:
+    threshold = Threshold(metric="x", level="warning", value=value, unit=unit)  # type: ignore[arg-type]
+    assert threshold_value(threshold) == expected
+
+
+def test_test_info_falls_back_to_the_list_and_leaves_unknowns_empty() -> None:
+    test = Test.model_validate({**load("tests")[0], "durationSeconds": 120, "totalEndpoints": 40})
+    detail = read_test_detail(Detail.model_validate({"id": "abc123", "totalEndpoints": 8}), read_at=NOW)
+    f = Families([settings_family([("production", test, detail)])])
+    assert f.value("callmeter_test_info", **TEST, duration_seconds="120", endpoints="8", codecs="") == 1
+    bare = Test.model_validate({"id": "abc123", "name": "Production Stress Test"})
+    f = Families([settings_family([("production", bare, read_test_detail(Detail.model_validate({"id": "abc123"}),
+                                                                         read_at=NOW))])])
+    assert f.value("callmeter_test_info", **TEST, duration_seconds="", endpoints="", codecs="") == 1
+
+
+def test_a_registrar_without_uri_or_transport_has_empty_labels() -> None:
+    f = Families([registrar_family([("production", Registrar.model_validate({"id": "reg_1"}))])])
+    assert f.value("callmeter_registrar_info", project="production", registrar_id="reg_1", registrar="reg_1", uri="",
+                   transport="") == 1
+
+
+def with_probe_detail(snapshot: Snapshot) -> Snapshot:
+    """The reference snapshot with a detail for its probe: packet loss thresholds of 1 and 5 (percent)."""
+    data = snapshot.projects[0]
+    detail = probe_detail({"testId": "abc123", "thresholds": {"packet_loss": {"warning": 1, "critical": 5}}})
+    project = ProjectData(project=data.project, probes=data.probes, tests=data.tests, registrars=data.registrars,
+                          latest_runs=data.latest_runs, latest_completed=data.latest_completed,
+                          endpoint_outcomes=data.endpoint_outcomes, fetched=data.fetched,
+                          probe_details={"probe_abc123": detail},
+                          test_details={"abc123": read_test_detail(Detail.model_validate({"id": "abc123"}),
+                                                                   read_at=NOW)})
+    return Snapshot(projects=(project,), finished_runs=snapshot.finished_runs, max_data_age=snapshot.max_data_age,
+                    probe_statuses=snapshot.probe_statuses, run_statuses=snapshot.run_statuses)
+
+
+FAMILIES_OF = {
+    "probes": {"callmeter_probe_status", "callmeter_probe_interval_seconds", "callmeter_probe_threshold",
+               "callmeter_probe_info"},
+    "tests": {"callmeter_test_run_mos", "callmeter_test_run_last_status", "callmeter_test_runs_finished_total",
+              "callmeter_test_info", "callmeter_test_run_endpoint_outcomes"},
+    "test_runs": {"callmeter_test_run_mos", "callmeter_test_run_last_status", "callmeter_test_run_endpoint_outcomes"},
+    "registrars": {"callmeter_registrar_info"},
+}
+"""What each resource's freshness decides: its families go when its data is stale or was never read."""
+
+
+@pytest.mark.parametrize("how", ["stale", "never read"])
+@pytest.mark.parametrize("resource", sorted(FAMILIES_OF))
+def test_each_resources_families_go_with_its_data_and_only_they(resource: str, how: str) -> None:
+    base = with_probe_detail(reference_snapshot())
+    everything = set().union(*FAMILIES_OF.values()) | {"callmeter_project_info"}
+    assert everything <= Families(snapshot_families(base, now=NOW + 120)).names()
+    data = base.projects[0]
+    fetched = dict(data.fetched)
+    if how == "never read":
+        del fetched[resource]
+    project = ProjectData(project=data.project, probes=data.probes, tests=data.tests, registrars=data.registrars,
+                          latest_runs=data.latest_runs, latest_completed=data.latest_completed,
+                          endpoint_outcomes=data.endpoint_outcomes, fetched=fetched,
+                          probe_details=data.probe_details, test_details=data.test_details)
+    ages = {resource: 60.0} if how == "stale" else {}
+    snapshot = Snapshot(projects=(project,), finished_runs=base.finished_runs, max_data_age=ages)
+    names = Families(snapshot_families(snapshot, now=NOW + 120)).names()
+    gone = FAMILIES_OF[resource]
+    assert not names & gone
+    assert everything - gone <= names
+
+
+def test_the_snapshots_known_statuses_and_unit_reach_the_families() -> None:
+    base = with_probe_detail(reference_snapshot())
+    snapshot = Snapshot(projects=base.projects, finished_runs=base.finished_runs,
+                        probe_statuses=frozenset({"MAINTENANCE"}), run_statuses=frozenset({"ARCHIVED"}))
+    f = Families(snapshot_families(snapshot, now=NOW))
+    assert f.value("callmeter_probe_status", **PROBE, status="MAINTENANCE") == 0
+    assert f.value("callmeter_test_run_last_status", **TEST, status="ARCHIVED") == 0
+    critical = {**PROBE, "metric": "packet_loss_ratio", "level": "critical"}
+    assert f.value("callmeter_probe_threshold", **critical) == 0.05
+    fraction = Families(snapshot_families(snapshot, now=NOW, packet_loss_unit="fraction"))
+    assert fraction.value("callmeter_probe_threshold", **critical) is None  # 5 as a fraction is out of range

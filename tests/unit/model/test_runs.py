@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from exporter.api.models import TestRun
 from exporter.model.runs import COUNTED_RUNS_KEPT, RunListing, RunTracker, detect_order, newer
 
@@ -174,3 +176,98 @@ def test_a_failed_run_is_a_result_when_first_seen_and_old_runs_are_not_measured(
                        run("f0", "a", T0 - 100, status="FAILED", completedAt=before)]})
     tracker.absorb_listing("p", "proj", listing, now=60.0, wall=T0 + 30)
     assert tracker.take_results() == [T0 + 20]
+
+
+# -- the edges of the listing walk and the tracker (mutation testing found these untested) ---------------
+
+
+def test_newer_breaks_ties_by_id_and_a_run_without_time_is_the_newest() -> None:
+    a, b = run("a", "t", T0), run("b", "t", T0)
+    assert newer(b, a) and not newer(a, b) and not newer(a, a)
+    pending = TestRun.model_validate({"id": "p", "testId": "t", "status": "PENDING"})
+    assert newer(pending, a) and not newer(a, pending)
+
+
+def test_order_is_read_from_the_first_and_last_run_of_a_page() -> None:
+    assert detect_order([run("a", "t", T0 + 2), run("b", "t", T0 + 1), run("c", "t", T0 + 3)]) == "asc"
+    assert detect_order([run("a", "t", T0 + 1), run("b", "t", T0 + 3), run("c", "t", T0 + 1)]) is None
+
+
+def test_a_cold_listing_reads_back_at_most_its_lookback_and_one_page() -> None:
+    tracker = RunTracker(lookback_pages=2)
+    tracker.of("p")
+    history = [run(f"a{i}", "a", T0 + 100 - i) for i in range(12)]  # test "b" has no completed run anywhere
+    assert read(tracker.listing("p", expected_tests=2), newest_first(history, per_page=2)) == [1, 2, 3]
+    tracker = RunTracker(lookback_pages=2)
+    tracker.of("p")
+    # Without the number of tests, a cold listing reads as far back as it may.
+    assert read(tracker.listing("p", expected_tests=None), newest_first(history, per_page=2)) == [1, 2, 3]
+
+
+def test_a_cold_listing_stops_once_every_test_has_a_completed_run() -> None:
+    tracker = RunTracker(lookback_pages=5)
+    tracker.of("p")
+    history = [run("a1", "a", T0 + 9, "RUNNING"), run("b1", "b", T0 + 8),  # page 1: b completed, a running
+               run("a0", "a", T0 + 7), run("x", "b", T0 + 6)]              # page 2: a completed
+    assert read(tracker.listing("p", expected_tests=2), newest_first(history, per_page=2)) == [1, 2]
+    tracker = RunTracker(lookback_pages=5)
+    tracker.of("p")
+    assert read(tracker.listing("p", expected_tests=1), newest_first(history, per_page=2)) == [1]
+
+
+def test_a_one_page_list_is_read_once() -> None:
+    tracker = RunTracker(lookback_pages=5)
+    tracker.of("p")
+    assert read(tracker.listing("p", expected_tests=3), {1: [run("a0", "a", T0)]}) == [1]
+
+
+def test_a_warm_listing_reads_back_to_an_unfinished_run_pushed_off_the_first_page() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    tracker.of("p")
+    runs = [run("r0", "a", T0, "RUNNING"), run("r1", "b", T0 + 1)]
+    listing = tracker.listing("p", expected_tests=2)
+    read(listing, newest_first(runs, 10))
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert tracker.of("p").open_runs == {"r0"}
+    runs += [run("r2", "b", T0 + 2), run("r3", "b", T0 + 3)]
+    # Page 1 (r3, r2) holds no run seen before: read on; page 2 (r1, r0) has them and the open r0.
+    assert read(tracker.listing("p", expected_tests=2), newest_first(runs, 2)) == [1, 2]
+    runs = [run("r2", "b", T0 + 2), run("r1", "b", T0 + 1), run("r0", "a", T0)]
+    # Page 1 holds r1, seen before, but not the open r0: read on to find it.
+    assert read(tracker.listing("p", expected_tests=2), newest_first(runs, 2)) == [1, 2]
+
+
+def test_an_oldest_first_list_reads_on_from_last_cycles_last_page() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    state = tracker.of("p")
+    state.cold, state.run_order, state.run_pages = False, "asc", 2
+    state.seen_runs = frozenset({"r3", "r4", "r5"})
+    runs = [run(f"r{i}", "a", T0 + i) for i in range(12)]
+    pages = {n + 1: runs[i:i + 3] for n, i in enumerate(range(0, 12, 3))}
+    assert read(tracker.listing("p", expected_tests=1), pages) == [2, 3, 4]
+
+
+def test_the_pages_a_listing_costs_are_averaged_over_warm_listings_only() -> None:
+    tracker = RunTracker(lookback_pages=5)
+    tracker.of("p")
+    runs = [run(f"r{i}", "a", T0 + i) for i in range(9)]
+    listing = tracker.listing("p", expected_tests=2)  # cold: reads back further, and is not averaged
+    assert read(listing, newest_first(runs, 3)) == [1, 2, 3]
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert tracker.of("p").pages_per_listing == 1.0 and tracker.of("p").cold is False
+    runs += [run(f"n{i}", "a", T0 + 10 + i) for i in range(6)]
+    listing = tracker.listing("p", expected_tests=2)
+    assert read(listing, newest_first(runs, 3)) == [1, 2, 3]  # two new pages, then the known runs
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert tracker.of("p").pages_per_listing == pytest.approx(1.0 + 0.2 * (3 - 1.0))
+
+
+def test_a_run_finished_exactly_when_counting_began_is_history() -> None:
+    tracker = RunTracker(lookback_pages=1, started_at=T0)
+    tracker.of("p")
+    done = [run("at", "a", T0 - 50, completedAt=datetime.fromtimestamp(T0, UTC).isoformat()),
+            run("after", "b", T0 - 40, completedAt=datetime.fromtimestamp(T0 + 1, UTC).isoformat())]
+    listing = tracker.listing("p", expected_tests=2)
+    read(listing, {1: done})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0 + 10)
+    assert tracker.finished == {("proj", "b", "COMPLETED"): 1}

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from exporter.api.keysource import KeySource
 from exporter.api.models import TestRun
 from exporter.expose.families import snapshot_families
-from exporter.poll.resume import capture
+from exporter.poll.resume import capture, resume
 from exporter.poll.state import VERSION, SavedState, StateFile, from_json, key_fingerprint, to_json
 from exporter.simulator import DEMO_KEY, Simulator, WorldConfig
 from tests.support.budget import max_in_window
@@ -246,3 +246,57 @@ def test_the_key_file_key_names_the_state(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text(DEMO_KEY)
     assert KeySource(path=key_file).get() == DEMO_KEY and key_fingerprint(DEMO_KEY) != key_fingerprint(DEMO_KEY + "x")
+
+
+def test_resume_takes_up_the_limiter_the_schedule_and_what_was_read() -> None:
+    """`capture` and `resume` on their own: what the second process's limiter, scheduler and metrics hold."""
+    out: dict[str, Any] = {}
+
+    async def main() -> None:
+        a = build(WORLD, key_limit=60)
+        a.start()
+        await asyncio.sleep(300)
+        await a.stop()
+        a.limiter.on_rate_limited()  # a 429 just now: half the rate, and a pause of 30 s
+        a.limiter.pause(30)
+        saved = capture(a.poller)
+        never = next(iter(saved.projects))
+        saved.projects[never].fetched.pop("registrars")  # a list never read before the stop
+        out["never"] = never
+        saved.runs.of(never).detail_for_test["a-test"] = "a-run"  # a run whose details were still wanted
+        b = build(WORLD, key_limit=60, simulator=a.simulator)
+        with capture_logs() as logs:
+            resume(b.poller, saved)
+        wall, now = b.wall(), b.poller.now()
+        out.update(saved=saved, a_rate=a.limiter.per_minute, a_wall=a.wall(), wall=wall, now=now, logs=logs,
+                   rate=b.limiter.per_minute, blocked=b.limiter.blocked_for(), recent=b.limiter.recent(),
+                   last_success=dict(b.metrics.last_success), statuses=set(b.poller.store.probe_statuses),
+                   jobs={key: (job.due, job.refreshed) for key, job in b.poller.scheduler.jobs.items()},
+                   interval=b.poller.planning.interval, wanted=b.poller.runs.projects)
+        await b.stop()
+
+    run_virtual(main())
+    saved: SavedState = out["saved"]
+    wall, now = out["wall"], out["now"]
+    assert saved.rate_per_minute == out["a_rate"] == out["rate"] == 24.0  # 60 x 0.8, halved
+    assert saved.paused_until == pytest.approx(out["a_wall"] + 30)
+    assert out["blocked"] == pytest.approx(30.0)
+    assert out["recent"] == pytest.approx([now - (wall - t) for t in saved.request_times]) and out["recent"]
+    assert out["last_success"] == saved.last_success and saved.last_success
+    assert out["statuses"] == saved.probe_statuses and saved.probe_statuses
+    assert any(e["event"] == "schedule.plan" and e["reason"] == "restore" for e in out["logs"])
+    # Each list comes due its interval after it was read (now, if that has passed), as one already read.
+    assert out["jobs"][("projects", None, None)] == (
+        pytest.approx(now + max(0.0, saved.projects_at + out["interval"]("projects") - wall)), True)
+    for pid, data in saved.projects.items():
+        for kind in ("probes", "tests", "test_runs", "registrars"):
+            at = data.fetched.get(kind)
+            if at is None:
+                assert (kind, pid) == ("registrars", out["never"])
+                assert out["jobs"][(kind, pid, None)] == (now, False)  # due at once, as never read
+                continue
+            assert out["jobs"][(kind, pid, None)] == (
+                pytest.approx(now + max(0.0, at + out["interval"](kind) - wall)), True), (kind, pid)
+        for run_id in out["wanted"][pid].detail_for_test.values():  # details still wanted: due at once
+            assert out["jobs"][("test_run_details", pid, run_id)] == (now, False)
+    assert sum(len(r.detail_for_test) for r in out["wanted"].values()) > 0

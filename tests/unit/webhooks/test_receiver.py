@@ -23,7 +23,7 @@ from exporter.webhooks import (
     sign,
 )
 from exporter.webhooks.memory import DeliveryOrder, Seen
-from exporter.webhooks.verify import Signature, check_signature, parse_time
+from exporter.webhooks.verify import MAX_SIGNATURE_HEADER, Signature, check_signature, parse_time
 from tests.support.paths import ROOT
 from tests.support.webhooks import SECRET, Sink, delivery
 
@@ -290,6 +290,37 @@ def test_parse_time_reads_the_usual_forms() -> None:
     for bad in ("2027-01-15T08:00:00", "soon", True, -5, float("nan")):
         with pytest.raises(ValueError):
             parse_time(bad)
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    (True, "a timestamp cannot be a boolean"),
+    ("soon", "the timestamp is neither Unix time nor ISO 8601"),
+    ("2027-01-15T08:00:00", "an ISO 8601 timestamp needs a time zone"),
+    ([1], "the timestamp is not a number"),
+    (10**400, "the timestamp is out of range"),
+    (0, "the timestamp is not a positive number"),
+    (-5, "the timestamp is not a positive number"),
+    (float("inf"), "the timestamp is not a positive number"),
+])
+def test_an_unreadable_time_says_why(value: object, why: str) -> None:
+    with pytest.raises(ValueError, match=f"^{why}$"):
+        parse_time(value)
+
+
+def test_parse_time_edges() -> None:
+    assert parse_time("2027-01-15T08:00:00z") == 1_800_000_000.0  # a lower-case zone letter too
+    assert parse_time(0.5) == 0.5 and parse_time(1) == 1.0  # any positive Unix time
+    assert parse_time(1e11) == 1e11  # the largest value read as seconds (the year 5138) ...
+    assert parse_time(1e11 + 1000) == 1e8 + 1  # ... and above it, milliseconds
+
+
+def test_a_signature_header_of_the_longest_allowed_length_is_read() -> None:
+    digest = sign(KNOWN_BODY, SECRET)
+    header = ", ".join([f"sha256={'0' * 64}"] * 13 + [digest])
+    header = header + " " * (MAX_SIGNATURE_HEADER - len(header))
+    assert len(header) == MAX_SIGNATURE_HEADER
+    assert check_signature(KNOWN_BODY, header, [SECRET.encode()]) is Signature.VALID
+    assert check_signature(KNOWN_BODY, header + " ", [SECRET.encode()]) is Signature.MALFORMED
 
 
 def test_an_older_delivery_arriving_after_a_newer_one_changes_nothing_by_timestamp(hook: Harness) -> None:
