@@ -252,3 +252,13 @@ def test_a_restore_without_a_rate_or_pause_keeps_the_limiters_own() -> None:
     limiter.restore([])
     assert limiter.per_minute == 30
     assert limiter.blocked_for() == 0 and limiter.next_free() == 0.0
+
+
+def test_a_request_exactly_60_s_old_has_left_the_window_and_one_of_this_moment_is_in_it() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=60, window_cap=60, clock=clock)  # whole and half seconds: exact in binary
+    first = limiter.reserve()
+    clock.now = first + 60
+    assert limiter.recent() == [] and limiter.sent_in_window() == 0
+    limiter.restore([clock.now - 60, clock.now])
+    assert limiter.recent() == [clock.now] and limiter.sent_in_window() == 1

@@ -271,3 +271,139 @@ def test_a_run_finished_exactly_when_counting_began_is_history() -> None:
     read(listing, {1: done})
     tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0 + 10)
     assert tracker.finished == {("proj", "b", "COMPLETED"): 1}
+
+
+def asc_state(tracker: RunTracker, *, run_pages: int, seen: set[str], open_runs: set[str]) -> None:
+    state = tracker.of("p")
+    state.cold, state.run_order, state.run_pages = False, "asc", run_pages
+    state.seen_runs, state.open_runs = frozenset(seen), frozenset(open_runs)
+
+
+def oldest_first(count: int, per_page: int) -> dict[int, list[TestRun]]:
+    runs = [run(f"r{i}", "a", T0 + i) for i in range(count)]
+    return {n + 1: runs[i:i + per_page] for n, i in enumerate(range(0, count, per_page))}
+
+
+def test_an_oldest_first_list_of_one_page_is_read_once() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    tracker.of("p")
+    assert read(tracker.listing("p", expected_tests=1), oldest_first(3, per_page=3)) == [1]
+
+
+def test_an_oldest_first_list_reads_forward_no_further_than_its_lookback() -> None:
+    tracker = RunTracker(lookback_pages=2)
+    asc_state(tracker, run_pages=2, seen={"r3"}, open_runs=set())
+    assert read(tracker.listing("p", expected_tests=1), oldest_first(30, per_page=3)) == [2, 3, 4]
+
+
+def test_an_oldest_first_list_reads_back_page_by_page_to_an_open_run() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    asc_state(tracker, run_pages=3, seen={"r0", "r1"}, open_runs={"r0"})
+    assert read(tracker.listing("p", expected_tests=1), oldest_first(9, per_page=3)) == [3, 2, 1]
+
+
+def test_an_empty_first_page_ends_the_listing() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    tracker.of("p")
+    listing = tracker.listing("p", expected_tests=2)
+    assert listing.next_page == 1
+    listing.add([], 3)  # the list emptied while it was read
+    assert listing.next_page is None
+
+
+def test_a_cold_listing_whose_first_page_completes_every_test_reads_no_more() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    tracker.of("p")
+    pages = newest_first([run("a1", "a", T0 + 3), run("b1", "b", T0 + 2), run("a0", "a", T0 + 1),
+                          run("b0", "b", T0)], per_page=2)
+    assert read(tracker.listing("p", expected_tests=2), pages) == [1]
+
+
+def test_a_page_of_only_the_open_runs_already_seen_is_enough() -> None:
+    tracker = RunTracker(lookback_pages=3)
+    state = tracker.of("p")
+    state.cold, state.seen_runs, state.open_runs = False, frozenset({"r1"}), frozenset({"r1"})
+    pages = {1: [run("r1", "a", T0 + 1, "RUNNING")], 2: [run("r0", "a", T0)]}
+    assert read(tracker.listing("p", expected_tests=1), pages) == [1]
+
+
+def test_dropping_a_project_the_tracker_does_not_know_is_harmless() -> None:
+    tracker = RunTracker()
+    tracker.drop("nowhere")
+    assert tracker.projects == {}
+
+
+def test_a_run_without_a_test_is_skipped_not_the_rest_of_its_page() -> None:
+    tracker = RunTracker()
+    tracker.of("p")
+    orphan = TestRun.model_validate({"id": "o", "status": "FAILED", "createdAt": "2027-01-15T08:00:10Z"})
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: [orphan, run("r1", "a", T0, "FAILED")]})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert tracker.finished == {("proj", "a", "FAILED"): 1} and tracker.statuses == {"FAILED"}
+
+
+def test_a_terminal_run_without_timestamps_is_counted_at_the_time_it_was_seen() -> None:
+    tracker = RunTracker()
+    state = tracker.of("p")
+    timeless = TestRun.model_validate({"id": "t1", "testId": "a", "status": "FAILED"})
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: [timeless]})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0 + 7)
+    assert state.counted == {"t1": T0 + 7}
+    tracker.absorb_detail("p", "proj", TestRun.model_validate({"id": "t2", "testId": "a", "status": "FAILED"}),
+                          wall=T0 + 9)
+    assert state.counted["t2"] == T0 + 9
+
+
+def test_trimming_keeps_the_newest_by_time_and_floors_at_the_newest_dropped() -> None:
+    tracker = RunTracker()
+    state = tracker.of("p")
+    # Ids sort against time: the trim must go by time.
+    runs = [run(f"r{COUNTED_RUNS_KEPT - i:05d}", "a", T0 + i, "FAILED") for i in range(COUNTED_RUNS_KEPT)]
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: runs})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert len(state.counted) == COUNTED_RUNS_KEPT  # at the bound: nothing trimmed yet
+    listing = tracker.listing("p", expected_tests=1)
+    read(listing, {1: [run("newest", "a", T0 + COUNTED_RUNS_KEPT, "FAILED")]})
+    tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0)
+    assert len(state.counted) == COUNTED_RUNS_KEPT // 2
+    kept = sorted(state.counted.values())
+    assert kept[0] == T0 + COUNTED_RUNS_KEPT // 2 + 1 and kept[-1] == T0 + COUNTED_RUNS_KEPT
+    assert state.count_floor == T0 + COUNTED_RUNS_KEPT // 2
+
+
+def test_a_newer_completed_run_without_summary_is_wanted_and_replaces_the_older_want() -> None:
+    tracker = RunTracker()
+    state = tracker.of("p")
+    for name, at, summary in (("r1", T0, {"avgMos": 4.0}), ("r2", T0 + 10, None), ("r3", T0 + 20, None)):
+        listing = tracker.listing("p", expected_tests=1)
+        read(listing, {1: [run(name, "a", at, summary=summary)]})
+        tracker.absorb_listing("p", "proj", listing, now=0.0, wall=T0 + 30)
+        if name == "r1":
+            assert state.latest_completed["a"].id == "r1"  # its summary came with the listing
+    assert state.detail_for_test == {"a": "r3"} and set(state.wanted_runs) == {"r3"}
+    tracker.absorb_detail("p", "proj", run("r3", "a", T0 + 20, summary={"avgMos": 3.0}), wall=T0 + 40)
+    assert state.wanted_runs == {} and state.latest_completed["a"].id == "r3"
+    tracker.absorb_detail("p", "proj", run("r2", "a", T0 + 10, summary={"avgMos": 2.0}), wall=T0 + 41)
+    assert state.latest_completed["a"].id == "r3"  # an older run's late detail does not take its place
+
+
+def test_a_detail_that_comes_first_starts_the_watch_for_results() -> None:
+    tracker = RunTracker()
+    tracker.of("p")
+    done = run("r1", "a", T0, "FAILED", completedAt=datetime.fromtimestamp(T0 + 5, UTC).isoformat())
+    tracker.absorb_detail("p", "proj", done, wall=T0)
+    assert tracker.take_results() == [T0 + 5]
+
+
+def test_the_detail_rate_is_zero_before_counting_and_keeps_a_want_exactly_a_window_old() -> None:
+    tracker = RunTracker()
+    assert tracker.details_per_minute(1000.0) == 0.0
+    tracker.of("p")
+    for i in range(3):
+        listing = tracker.listing("p", expected_tests=1)
+        read(listing, {1: [run(f"r{i}", "a", T0 + i, summary=None)]})
+        tracker.absorb_listing("p", "proj", listing, now=60.0 * i, wall=T0)
+    assert tracker.details_per_minute(60.0 + 1800.0) == 2 * 60.0 / 1800.0

@@ -264,10 +264,22 @@ def test_resume_takes_up_the_limiter_the_schedule_and_what_was_read() -> None:
         saved.projects[never].fetched.pop("registrars")  # a list never read before the stop
         out["never"] = never
         saved.runs.of(never).detail_for_test["a-test"] = "a-run"  # a run whose details were still wanted
+        long_ago = saved.projects[never].fetched["tests"] = a.wall() - 100_000  # long past its interval
+        test_id, tally = next(iter(saved.projects[never].endpoint_outcomes.items()))
+        del saved.projects[never].endpoint_outcomes[test_id]  # a completed run whose listing is not read yet
+        out.update(long_ago=long_ago, unread=(test_id, tally.run_id))
         b = build(WORLD, key_limit=60, simulator=a.simulator)
         with capture_logs() as logs:
             resume(b.poller, saved)
         wall, now = b.wall(), b.poller.now()
+        reading = b.poller.spare.endpoints.of(never).reading.get(test_id)
+        out["reading"] = (reading.run.id, reading.wanted_at) if reading else None
+        # A pause that ended before the restart pauses nothing.
+        saved.paused_until = a.wall() - 5
+        b2 = build(WORLD, key_limit=60, simulator=a.simulator)
+        resume(b2.poller, saved)
+        out["b2_blocked"] = b2.limiter.blocked_for()
+        await b2.stop()
         out.update(saved=saved, a_rate=a.limiter.per_minute, a_wall=a.wall(), wall=wall, now=now, logs=logs,
                    rate=b.limiter.per_minute, blocked=b.limiter.blocked_for(), recent=b.limiter.recent(),
                    last_success=dict(b.metrics.last_success), statuses=set(b.poller.store.probe_statuses),
@@ -300,3 +312,6 @@ def test_resume_takes_up_the_limiter_the_schedule_and_what_was_read() -> None:
         for run_id in out["wanted"][pid].detail_for_test.values():  # details still wanted: due at once
             assert out["jobs"][("test_run_details", pid, run_id)] == (now, False)
     assert sum(len(r.detail_for_test) for r in out["wanted"].values()) > 0
+    assert out["jobs"][("tests", out["never"], None)] == (now, True)  # its interval passed long ago: due now
+    assert out["reading"] == (out["unread"][1], now)  # its listing is wanted again, from now
+    assert out["b2_blocked"] == 0

@@ -129,6 +129,10 @@ def test_each_outcome_of_a_load_is_one_log_line_naming_the_file(tmp_path: Path) 
         assert file.load(key=DEMO_KEY, lookback_pages=7) is not None
         path.write_text("")
         assert file.load(key=DEMO_KEY, lookback_pages=3) is None
+    # A file written for the same base URL by another process (another StateFile) is taken.
+    path.write_text(json.dumps(to_json(rich_state(), base_url=BASE_URL, key=DEMO_KEY, written_at=NOW)))
+    loaded = StateFile(path, base_url=BASE_URL).load(key=DEMO_KEY, lookback_pages=7)
+    assert loaded is not None and loaded.runs.lookback_pages == 7
     assert logs == [
         {"event": "state.none", "log_level": "info", "path": str(path), "hint": "no state file yet: starting cold"},
         {"event": "state.restored", "log_level": "info", "path": str(path), "projects": 2},
