@@ -1,5 +1,6 @@
-"""Everything under tests/e2e starts real processes (the exporter or a piece of it, the simulator,
-Prometheus, Alertmanager, the Pushgateway, promtool, amtool, wrk): the folder gives the `e2e` marker, so
+"""The slow tier. Everything under tests/e2e starts real processes (the exporter or a piece of it, the
+simulator, Prometheus, Alertmanager, the Pushgateway, promtool, amtool, wrk), or soaks for a long while
+(test_memory_soak: two simulated hours under tracemalloc). The folder gives the `e2e` marker, so
 `pytest -m e2e` runs exactly these tests and `pytest -m "not e2e"` exactly tests/unit."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Memory that stays flat: the poller and its collections over simulated hours of runs."""
+"""Memory that stays flat: the poller and its collections over simulated hours of runs.
+
+In-process on a virtual clock, but a soak: tracemalloc makes it take a minute, so it runs in the slow tier."""
 
 from __future__ import annotations
 
