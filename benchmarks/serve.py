@@ -59,6 +59,8 @@ NAMES = ("new", "client_python", "limit")
 SLOW_SERIES = 50_000
 TARGET_SERIES, TARGET_RATIO = 10_000, 20.0
 TARGET_P99 = 0.025
+BUSY = 0.10
+"""Above this share of the CPUs used by other processes, the report says the machine was busy."""
 GZIP = ("Accept-Encoding: gzip",)
 PROMETHEUS = ("Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
               "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding: gzip")
@@ -127,6 +129,26 @@ def rss_mib(pid: int) -> float:
     return math.nan
 
 
+class Others:
+    """The share of the machine's CPUs that processes not ours used since this was made (ours: this process
+    and its children, once waited for: read it when they are stopped). Steal time counts: a VM's neighbours."""
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float]:
+        user, nice, system, _idle, _iowait, _irq, _softirq, steal = (
+            int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+        t = os.times()
+        return ((user + nice + system + steal) / os.sysconf("SC_CLK_TCK"),
+                t.user + t.system + t.children_user + t.children_system, time.monotonic())
+
+    def share(self) -> float:
+        (busy, ours, now), (busy0, ours0, then) = self._read(), self._start
+        return max(0.0, (busy - busy0) - (ours - ours0)) / ((now - then) * (os.cpu_count() or 1))
+
+
 # ---------------------------------------------------------------- the measurements
 
 
@@ -137,12 +159,14 @@ class Size:
     served: dict[str, int]        # sample lines in one plain /metrics of each server
     loads: dict[tuple[str, bool], Load]  # (server, gzipped) -> best round
     rss_mib: float                # the new server's, after its load
+    others: float                 # the share of the CPUs other processes used meanwhile
 
     def load(self, kind: str, gzipped: bool) -> Load | None:
         return self.loads.get((kind, gzipped))
 
 
 def measure_size(series: int, *, duration: int, rounds: int, connections: int, header_timeout: float) -> Size:
+    others = Others()
     children: dict[str, Child] = {}
     try:
         announced = {}
@@ -166,7 +190,7 @@ def measure_size(series: int, *, duration: int, rounds: int, connections: int, h
     finally:
         for child in children.values():
             child.stop()
-    return Size(series, announced["new"], served, best, rss)
+    return Size(series, announced["new"], served, best, rss, others.share())
 
 
 @dataclass
@@ -179,6 +203,7 @@ class Held:
     held: Load
     holder: dict[str, float]  # opened, closed_by_server, answered_408, least_held, seconds_to_open, ...
     rejected: float           # the server's own count of header_timeout rejections
+    others: float             # the share of the CPUs other processes used meanwhile
 
 
 def rejected_header_timeouts(port: int) -> float:
@@ -189,6 +214,7 @@ def rejected_header_timeouts(port: int) -> float:
 
 def measure_held(series: int, *, count: int, seconds: int, header_timeout: float) -> Held:
     """Scrapes alone, then while `count` connections hold half-sent heads (see serve_clients.hold)."""
+    others = Others()
     subject = server("new", series, header_timeout)
     holder: Child | None = None
     try:
@@ -205,7 +231,7 @@ def measure_held(series: int, *, count: int, seconds: int, header_timeout: float
         if holder is not None:
             holder.stop()
         subject.stop()
-    return Held(series, count, seconds, header_timeout, alone, held, counts, rejected)
+    return Held(series, count, seconds, header_timeout, alone, held, counts, rejected, others.share())
 
 
 # ---------------------------------------------------------------- the report
@@ -251,18 +277,20 @@ def _met(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
-def _header(loadavg: Sequence[tuple[str, tuple[float, float, float]]]) -> list[str]:
+def _header(loadavg: Sequence[tuple[str, tuple[float, float, float]]], busiest: float) -> list[str]:
     lines = [
         "## Scrape benchmark: new server (aiohttp + edge guard) / client_python / in-memory limit",
         "",
         f"Python {platform.python_version()}, aiohttp {version('aiohttp')}, prometheus_client "
         f"{version('prometheus_client')}, {os.cpu_count()} CPUs (servers on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}).",
         "Load average (1 / 5 / 15 min): " + "; ".join(f"{when} {a:.2f} / {b:.2f} / {c:.2f}"
-                                                      for when, (a, b, c) in loadavg) + ".",
+                                                      for when, (a, b, c) in loadavg) + " "
+        "(after the start, this run's own server and load generator add about 2). What other processes used "
+        "of the CPUs meanwhile (from /proc/stat, less this run's own CPU time) is given with each table.",
     ]
-    if loadavg and loadavg[0][1][0] > 0.5 * (os.cpu_count() or 1):
-        lines.append(f"The machine was busy when the run began (load {loadavg[0][1][0]:.2f} on {os.cpu_count()} "
-                     "CPUs): the rates are below what a quiet machine gives, and noisier.")
+    if busiest > BUSY:
+        lines.append(f"Other processes used up to {busiest:.0%} of the CPUs during this run: the figures are lower "
+                     "and noisier than on a quiet machine.")
     return lines
 
 
@@ -288,13 +316,13 @@ def _rates(sizes: Sequence[Size], *, duration: int, rounds: int, connections: in
     lines += [
         "",
         "| series | samples in one scrape: new / client_python / limit | text body | gzip body "
-        "| new server RSS after load |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| new server RSS after load | other processes' CPU share |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for size in sizes:
         served = " / ".join(f"{size.served[kind]:,}" for kind in NAMES)
         lines.append(f"| {_series(size.series)} | {served} | {_bytes(size.facts['text_bytes'])} "
-                     f"| {_bytes(size.facts['gzip_bytes'])} | {size.rss_mib:.0f} MiB |")
+                     f"| {_bytes(size.facts['gzip_bytes'])} | {size.rss_mib:.0f} MiB | {size.others:.0%} |")
     errors = [f"{kind} {_series(size.series)} {'gzip' if gzipped else 'text'}: {load.errors}"
               for size in sizes for (kind, gzipped), load in size.loads.items() if load.errors]
     if errors:
@@ -324,7 +352,8 @@ def _half_open(held: Held) -> list[str]:
         f"{h.get('closed_by_server', 0):.0f} of them at its deadline ({h.get('answered_408', 0):.0f} with a 408), "
         f"each opened again at once; checked every 10 ms while the scrapes ran, {h['mean_held']:.0f} were held "
         f"on average and never fewer than {h['least_held']:.0f}; {h.get('connect_failed', 0):.0f} connects failed. "
-        f"The server counted {held.rejected:.0f} header_timeout rejections in all.",
+        f"The server counted {held.rejected:.0f} header_timeout rejections in all. Other processes used "
+        f"{held.others:.0%} of the CPUs meanwhile.",
     ]
     if held.seconds <= held.header_timeout:
         lines.append(f"The scrapes lasted no longer than the header deadline: no re-opening was measured "
@@ -361,7 +390,8 @@ def _targets(sizes: Sequence[Size], held: Held | None) -> list[str]:
 
 def report(sizes: Sequence[Size], held: Held | None, *, loadavg: Sequence[tuple[str, tuple[float, float, float]]],
            duration: int, rounds: int, connections: int) -> str:
-    lines = _header(loadavg)
+    busiest = max([size.others for size in sizes] + ([held.others] if held is not None else []), default=0.0)
+    lines = _header(loadavg, busiest)
     if sizes:
         lines += _rates(sizes, duration=duration, rounds=rounds, connections=connections)
     if held is not None:
