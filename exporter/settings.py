@@ -95,8 +95,8 @@ class Settings(BaseSettings):
                                          description="exporter-toolkit web config (TLS, basic auth) for /metrics.")
     web_max_connections: int = Field(
         default=512, ge=8, le=65536,
-        description="Open connections each listener keeps at most; at the cap the longest-idle one is closed "
-                    "to make room.")
+        description="Open connections each listener keeps at most; at the cap, one waiting on a half-sent head, "
+                    "else the longest idle, is closed to make room.")
     web_header_timeout: float = Field(
         default=10.0, gt=0, le=30,
         description="Seconds a client has to send a whole request head once it has begun (at most 30).")
