@@ -22,6 +22,9 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 OUT = Path(__file__).resolve().parent / "images" / "dashboards"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docgen, beside this file
+
+from docgen.files import sync  # noqa: E402
 
 COLUMN = 50  # px per grid column: 24 columns make 1200 px
 ROW = 30  # px per grid row, as Grafana draws them
@@ -116,25 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
     args = parser.parse_args(argv)
-    files = outputs()
-    stale = []
-    for name, text in files.items():
-        path = OUT / name
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current == text:
-            continue
-        if args.check:
-            stale.append(name)
-            continue
-        OUT.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path.relative_to(ROOT)}")
-    extra = sorted(p.name for p in OUT.glob("*.svg") if p.name not in files) if OUT.exists() else []
-    if extra or stale:
-        print(f"out of date: {', '.join(stale)}; not from any dashboard: {', '.join(extra)}; "
-              "run: python docs/render_dashboards.py", file=sys.stderr)
-        return 1
-    return 0
+    return sync(outputs(), OUT, root=ROOT, check=args.check, pattern="*.svg",
+                command="python docs/render_dashboards.py")
 
 
 if __name__ == "__main__":
