@@ -173,3 +173,21 @@ def test_license_and_changelog() -> None:
     if debian.exists():
         assert license_text == debian.read_text()
     assert __version__ in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_every_log_event_the_code_writes_is_in_the_troubleshooting_table() -> None:
+    """A log line's event name is what people search for: each one the code writes has a row."""
+    import ast
+
+    methods = {"debug", "info", "warning", "error", "exception"}
+    events = set()
+    for path in (ROOT / "exporter").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in methods
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+                    and re.fullmatch(r"[a-z_]+\.[a-z_]+", node.args[0].value)):
+                events.add(node.args[0].value)
+    assert len(events) > 20  # the walk found the logging calls
+    table = page("troubleshooting.md").split("## Log events", 1)[1]
+    missing = sorted(e for e in events if f"`{e}`" not in table)
+    assert missing == []
