@@ -2,6 +2,7 @@
 of the server, the exporter process and the webhook receiver.
 
     make_pki(folder)   a throwaway CA, server and client certificates (the `pki` fixture in tests/conftest.py)
+    renew_server       a new server certificate and key from the same CA, written over the old pair
     write, basic       a config file in a folder; an Authorization header
     client_context     a client's TLS context trusting the test CA
     get                one request over a fresh connection: (status, body)
@@ -73,6 +74,12 @@ def make_pki(folder: Path) -> Pki:
     f = folder
     return Pki(f, f / "ca.crt", f / "server.crt", f / "server.key", f / "client.crt", f / "client.key",
                f / "stranger.crt", f / "stranger.key")
+
+
+def renew_server(pki: Pki) -> None:
+    """A renewal as cert-manager or certbot does it: a new key and certificate from the same CA, written
+    over `server.crt` and `server.key` in place (same names, new contents)."""
+    _signed(pki.folder, "server", "ca", "serverAuth", "IP:127.0.0.1,DNS:localhost")
 
 
 def write(folder: Path, text: str, name: str = "web.yml") -> Path:
