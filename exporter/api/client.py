@@ -27,8 +27,9 @@ through the burst log, which writes the first error of a burst and the recovery,
 Writes. The public methods only read, and the daemon has no way to send anything but a GET. `_request`
 takes a `method` and a JSON body so that `exporter/gate`, and nothing else, can subclass the client to
 send the two writes the API documents: `POST /projects/{projectId}/tests/{testId}/run` and
-`POST /projects/{projectId}/probes/{probeId}/run`. A write is tried again only after a 429 (the API did
-nothing); a 5xx, a lost answer or a garbled one may already have started a run, so it goes to the caller.
+`POST /projects/{projectId}/probes/{probeId}/run`. A write is tried again only after a 429 or when no
+connection was made (either way the API did nothing); a 5xx, a lost answer or a garbled one may already
+have started a run, so it goes to the caller.
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def _too_large(route: str, exc: BaseException, limits: _Limits) -> errors.ApiErr
 
 def _unreachable(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
     detail = logs.redact_text(str(exc))[:200]
-    return errors.ApiConnectionError(f"cannot reach {limits.host} ({route}): {type(exc).__name__}"
+    kind = errors.NotConnected if isinstance(exc, _NEVER_SENT) else errors.ApiConnectionError
+    return kind(f"cannot reach {limits.host} ({route}): {type(exc).__name__}"
                                      + (f": {detail}" if detail else ""), route=route)
 
 
@@ -473,9 +475,11 @@ class CallMeterClient:
                 if attempt >= self._max_attempts:
                     raise
                 continue  # the limiter holds the next attempt until Retry-After has passed
-            except (_Garbled, errors.ServerError, errors.TransportError):
-                # A truncated answer, a 5xx or no answer is usually gone on the next try.
-                if attempt >= self._max_attempts or method not in _RETRIED_METHODS:
+            except (_Garbled, errors.ServerError, errors.TransportError) as exc:
+                # A truncated answer, a 5xx or no answer is usually gone on the next try. A write goes
+                # again only when it never left (it may have started a run otherwise).
+                unsent = isinstance(exc, errors.NotConnected)
+                if attempt >= self._max_attempts or (method not in _RETRIED_METHODS and not unsent):
                     raise
                 delay = self._backoff_base * 2 ** (attempt - 1)
                 await self._sleep(delay * random.uniform(0.5, 1.5))

@@ -4,6 +4,7 @@
     ├── TransportError            no HTTP answer at all
     │   ├── ApiTimeout            no complete answer within the timeout
     │   └── ApiConnectionError    refused, reset, DNS, TLS
+    │       └── NotConnected      no connection was made (refused, DNS, TLS handshake): nothing was sent
     ├── InvalidResponse           not the documented envelope: garbled, too large, a redirect
     └── HttpError                 an error status with the documented error envelope
         ├── BadRequest            400 / 422
@@ -38,6 +39,10 @@ class ApiTimeout(TransportError):
 
 class ApiConnectionError(TransportError):
     kind = "connection"
+
+
+class NotConnected(ApiConnectionError):
+    """No connection was made, so the request never reached the API: a write may be sent again."""
 
 
 class InvalidResponse(ApiError):

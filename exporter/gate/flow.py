@@ -201,8 +201,11 @@ def _failed(ctx: Context, exc: Exception) -> Verdict:
     """A target that is not there is a usage error (2); any other API failure is exit 5."""
     usage = isinstance(exc, NotFoundError | errors.NotFound)
     reason = str(exc) if usage else f"the CallMeter API could not be used: {exc}"
-    if not usage and ctx.watch.phase.startswith("triggering") and not isinstance(exc, errors.Unauthorized):
-        reason += " (the trigger may have started a run or execution anyway: look before you trigger again)"
+    if not usage and ctx.watch.phase.startswith("triggering"):
+        if isinstance(exc, errors.NotConnected):
+            reason += " (no connection was made, so nothing was triggered)"
+        elif not isinstance(exc, errors.Unauthorized):
+            reason += " (the trigger may have started a run or execution anyway: look before you trigger again)"
     return ctx.verdict(USAGE if usage else API_ERROR, reason, gates=_not_judged(ctx, reason))
 
 

@@ -42,6 +42,20 @@ class Unreachable(httpx.AsyncBaseTransport):
         raise httpx.ConnectError("All connection attempts failed", request=request)
 
 
+class RefusedWrites(httpx.AsyncBaseTransport):
+    """The simulator, except that its first `refusals` POSTs fail to connect (nothing reaches it)."""
+
+    def __init__(self, simulator: Simulator, refusals: int) -> None:
+        self._inner = SimulatorTransport(simulator, latency=0.05)
+        self.refusals = refusals
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and self.refusals > 0:
+            self.refusals -= 1
+            raise httpx.ConnectError("All connection attempts failed", request=request)
+        return await self._inner.handle_async_request(request)
+
+
 class SmallPages(httpx.AsyncBaseTransport):
     """The simulator, asked for `per_page` items a page whatever the client asks: a long list costs a
     request a page, so a gate that pages through it meets its budget within its first seconds."""

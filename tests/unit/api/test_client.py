@@ -309,6 +309,34 @@ def test_a_write_is_repeated_after_a_429(simulator: SimulatorServer, with_client
     assert 4 <= sum(fake.slept) <= 7
 
 
+def test_a_write_that_never_connected_is_sent_again(simulator: SimulatorServer, with_client: ClientRunner) -> None:
+    """A refused connection sent nothing, so the write goes again (4 attempts, like a read) and no run starts."""
+    observer = Recording()
+    closed = f"http://127.0.0.1:{free_port()}/api/v1"  # nothing listens there: the connection is refused
+    with pytest.raises(errors.NotConnected) as caught:
+        with_client(trigger_first_test(simulator), cls=WritingClient, base_url=closed, observer=observer,
+                    max_attempts=4)
+    assert [c for c in observer.calls if c[0] == "request"] == [("request", RUN_ROUTE, "error")] * 4
+    assert caught.value.kind == "connection"  # the metric's label is unchanged
+    assert simulator.simulator.requests == []
+
+
+def test_a_write_whose_connection_failed_after_connecting_is_not_sent_again(with_client: ClientRunner) -> None:
+    """A connection that was made and then dropped may have carried the write: it is not repeated."""
+    attempts: list[str] = []
+
+    class DroppedAfterConnecting(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            attempts.append(request.method)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    with pytest.raises(errors.ApiConnectionError) as caught:
+        with_client(lambda client: client.trigger("p", "t"), cls=WritingClient,
+                    transport=DroppedAfterConnecting(), max_attempts=4)
+    assert not isinstance(caught.value, errors.NotConnected)
+    assert attempts == ["POST"]
+
+
 def test_an_http_date_retry_after_is_measured_on_the_servers_clock_not_ours() -> None:
     """A host whose clock is ten minutes behind the API must still wait 30 s, not ten and a half minutes."""
     server_now = time.time() + 600  # the API's clock, ten minutes ahead of ours

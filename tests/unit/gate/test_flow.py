@@ -17,7 +17,7 @@ from exporter.gate import command, judge
 from exporter.gate.api import GateClient
 from exporter.simulator import Simulator, WorldConfig
 from tests.support import simulated
-from tests.support.gate import first_ids, reference_loop, run_gate
+from tests.support.gate import RefusedWrites, first_ids, reference_loop, run_gate
 from tests.support.paths import ROOT
 from tests.support.vclock import run_virtual
 
@@ -153,6 +153,24 @@ def test_a_server_error_on_the_trigger_is_not_retried_and_exits_5() -> None:
     assert v.exit_code == 5
     assert result.count("POST") == 1  # a 5xx may have started a run: a second one is not sent
     assert "may have started a run" in v.reason
+
+
+def test_a_trigger_that_could_not_connect_is_sent_again_and_starts_one_run() -> None:
+    result = run_gate(gate_args(), configure=plan(duration=30), transport=lambda sim: RefusedWrites(sim, 2))
+    _, test, _ = first_ids(result.simulator)
+    assert result.verdict.exit_code == 0, result.verdict.reason
+    assert [r[2] for r in result.requests if r[0] == "POST"] == [201]
+    assert len(result.simulator.world.manual_runs[test]) == 1
+
+
+def test_a_trigger_that_never_connects_exits_5_saying_nothing_was_triggered() -> None:
+    result = run_gate(gate_args(), configure=plan(), transport=lambda sim: RefusedWrites(sim, 100))
+    v = result.verdict
+    _, test, _ = first_ids(result.simulator)
+    assert v.exit_code == 5
+    assert "no connection was made, so nothing was triggered" in v.reason
+    assert "may have started" not in v.reason
+    assert result.count("POST") == 0 and not result.simulator.world.manual_runs.get(test)
 
 
 def test_run_id_judges_an_existing_run_without_triggering() -> None:
