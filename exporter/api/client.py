@@ -113,6 +113,11 @@ class _Limits:
     """The API's host, named in transport errors (where a person looks first when nothing answers)."""
 
 
+def api_host(base_url: str) -> str:
+    """The host (and port) of the API's base URL, as errors and progress lines name it (never a key)."""
+    return urlsplit(base_url).netloc or base_url
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; capped."""
     if value is None or not value.strip():
@@ -191,8 +196,8 @@ def _too_large(route: str, exc: BaseException, limits: _Limits) -> errors.ApiErr
 def _unreachable(route: str, exc: BaseException, limits: _Limits) -> errors.ApiError:
     detail = logs.redact_text(str(exc))[:200]
     kind = errors.NotConnected if isinstance(exc, _NEVER_SENT) else errors.ApiConnectionError
-    return kind(f"cannot reach {limits.host} ({route}): {type(exc).__name__}"
-                                     + (f": {detail}" if detail else ""), route=route)
+    return kind(f"cannot reach {limits.host} ({route}): {type(exc).__name__}" + (f": {detail}" if detail else ""),
+                route=route)
 
 
 _Convert = Callable[[str, BaseException, _Limits], errors.ApiError]
@@ -352,7 +357,7 @@ class CallMeterClient:
     ) -> None:
         self._key = key
         self._limits = _Limits(timeout=timeout, max_body_bytes=max_body_bytes,
-                               host=urlsplit(base_url).netloc or base_url)
+                               host=api_host(base_url))
         self._limiter = limiter
         self._max_attempts = max_attempts
         self._recorder = _Recorder(observer or NullObserver())

@@ -18,7 +18,7 @@ from .. import __version__, logs
 from ..expose.edge import EdgeLimits, descriptors, quiet_library_loggers
 from ..expose.listener import HttpListener
 from ..settings import Settings, parse_listen_address
-from .daemon import Exporter
+from .daemon import Exporter, listener_names
 
 SPARE_DESCRIPTORS = 256
 """File descriptors kept for everything but client connections (the API client, the state file, logs)."""
@@ -31,9 +31,10 @@ def limits_of(settings: Settings) -> EdgeLimits:
 
 def listeners(exporter: Exporter, ssl_context: ssl.SSLContext | None,
               authorize: Callable[[str | None], bool] | None) -> list[tuple[str, HttpListener]]:
-    """(address, listener): the main one, with the receiver on it or, given its own address, beside it."""
+    """(address, listener): the main one, with the receiver on it or, given its own address, beside it
+    (as `listener_names` says, which named the edge's counters)."""
     settings, receiver = exporter.settings, exporter.receiver
-    alone = receiver is not None and settings.webhook_listen_address is not None
+    alone = "webhooks" in listener_names(settings)
 
     def listener(name: str, **only: Any) -> HttpListener:
         return HttpListener(name, exposition=exporter.exposition, is_ready=exporter.poller.readiness.ready.is_set,

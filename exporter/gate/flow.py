@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 from ..api import errors
 from ..api.budget import RateLimiter
+from ..api.client import api_host
 from ..api.keysource import KeySource
 from ..api.models import Project, Test, TestRun
 from ..settings import SettingsError
@@ -107,7 +107,7 @@ async def gate(options: GateOptions, *, key: KeySource | None = None, base_url: 
                transport: Any = None, wall: Callable[[], float] = time.time, err: TextIO | None = None) -> Verdict:
     loop = asyncio.get_running_loop()
     progress = Progress(None if options.quiet else (err or sys.stderr), loop.time)
-    observer = GateObserver(progress, urlsplit(base_url or options.settings.base_url).netloc)
+    observer = GateObserver(progress, api_host(base_url or options.settings.base_url))
     limiter = gate_limiter(options.budget_per_minute, loop.time)
     try:
         client = build_client(options, observer, limiter, key=key, base_url=base_url, transport=transport)
