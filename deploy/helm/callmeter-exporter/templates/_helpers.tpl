@@ -93,6 +93,11 @@ app.kubernetes.io/part-of: callmeter-exporter
 {{- end }}
 {{- end }}
 
+{{/* "true" when the webhook receiver listens on a port of its own (else it shares the metrics port). */}}
+{{- define "callmeter-exporter.webhookOwnPort" -}}
+{{- if and .Values.webhooks.enabled (not (kindIs "invalid" .Values.webhooks.port)) }}true{{ end }}
+{{- end }}
+
 {{/* The Service port the receiver answers on: its own, or the metrics port. */}}
 {{- define "callmeter-exporter.webhookServicePort" -}}
 {{- if kindIs "invalid" .Values.webhooks.port }}http-metrics{{ else }}http-webhooks{{ end }}
