@@ -64,7 +64,7 @@ from tests.support.prometheus import free_port, require_binary, wait_until
 from tests.support.webhooks import SECRET
 from tests.support.webhooks import delivery as payload
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.timeout(60)]  # e2e: by its folder (tests/e2e/conftest.py)
 
 MARK = "hostile-7f3a"
 """In every hostile request it can be; the log must never show it (no client bytes in the log)."""

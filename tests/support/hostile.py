@@ -129,10 +129,6 @@ class Connection:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def shut_write(self) -> None:
-        """Half-close: tell the server nothing more will be sent (some senders do, after their request)."""
-        self.sock.shutdown(socket.SHUT_WR)
-
     def _read(self, until: float) -> bool:
         """Read what comes before `until`; False when nothing more can (a deadline, or the server closed)."""
         left = until - time.monotonic()

@@ -22,7 +22,7 @@ from exporter.app.serve import listeners
 from exporter.settings import Floors, Settings
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorTransport, WorldConfig
 from exporter.webhooks import sign
-from tests.support.exposition import PROMETHEUS_2_ACCEPT, TEXT_ONLY_ACCEPT
+from tests.support.exposition import PROMETHEUS_2_ACCEPT, TEXT_ONLY_ACCEPT, whole
 from tests.support.webhooks import SECRET, delivery
 
 HOUR = 3600.0
@@ -55,8 +55,8 @@ def test_hundreds_of_scrapes_send_no_request_and_a_due_read_does() -> None:
         poll = asyncio.create_task(poller.run())
         try:
             await until(poller.readiness.ready.is_set, 30, "the first complete refresh")
-            await until(lambda: b"callmeter_probe_status" in b"".join(exporter.exposition.body(
-                openmetrics=False, gzipped=False)[0]), 10, "the first snapshot on /metrics")
+            await until(lambda: b"callmeter_probe_status" in whole(exporter.exposition, openmetrics=False), 10,
+                        "the first snapshot on /metrics")
             # The schedule is quiet: no read under way, and none due within the next minutes.
             loop = asyncio.get_running_loop()
             await until(lambda: all(not job.running and job.due > loop.time() + 600

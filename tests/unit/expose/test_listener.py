@@ -27,7 +27,7 @@ from exporter.expose.exposition import OPENMETRICS, TEXT, Exposition, render
 from exporter.expose.listener import HttpListener
 from exporter.expose.selfmetrics import ExporterMetrics
 from tests.support.ci import require_command
-from tests.support.exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families
+from tests.support.exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families, whole
 from tests.support.listening import make_listener, rejected
 
 TIMEOUT = 10.0
@@ -112,11 +112,6 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), 60))
 
 
-def plain_body(exposition: Exposition, *, openmetrics: bool = False) -> bytes:
-    parts, _ = exposition.body(openmetrics=openmetrics, gzipped=False)
-    return b"".join(parts)
-
-
 # ---------------------------------------------------------------- routes
 
 
@@ -131,7 +126,7 @@ def test_metrics_serves_the_snapshot_and_own_metrics_with_its_length() -> None:
             assert "content-encoding" not in response.headers
             assert b'callmeter_probe_status{probe="sip-trunk-001 registration' in response.body
             assert b"callmeter_up 0.0" in response.body
-            assert response.body == plain_body(running.exposition)
+            assert response.body == whole(running.exposition, openmetrics=False)
             await client.close()
     run(scenario)
 
@@ -215,7 +210,7 @@ def test_keep_alive_serves_many_requests_on_one_connection() -> None:
     async def scenario() -> None:
         async with serving() as running:
             client = await running.connect()
-            expected = plain_body(running.exposition)
+            expected = whole(running.exposition, openmetrics=False)
             for i in range(200):
                 response = await client.request(path="/metrics" if i % 2 else "/healthz")
                 assert response.status == 200
@@ -237,7 +232,7 @@ def test_pipelined_requests_are_answered_in_order() -> None:
                         (await client.response()).status, (await client.response()).status]
             last = await client.response()
             assert statuses == [200, 200, 503, 404]
-            assert last.body == plain_body(running.exposition)
+            assert last.body == whole(running.exposition, openmetrics=False)
             await client.close()
     run(scenario)
 
@@ -246,7 +241,7 @@ def test_many_pipelined_scrapes_of_a_large_body_arrive_whole() -> None:
     """The server stops reading while the client is not reading, and resumes: nothing lost, nothing mixed."""
     async def scenario() -> None:
         async with serving(probes=3000) as running:
-            expected = plain_body(running.exposition)
+            expected = whole(running.exposition, openmetrics=False)
             assert len(expected) > 1_000_000
             client = await running.connect()
             await client.send(head() * 30)
@@ -264,7 +259,7 @@ def test_a_half_closed_client_gets_every_answer_then_a_close() -> None:
             await client.send(head() * 5 + head(path="/healthz"))
             client.writer.write_eof()
             for _ in range(5):
-                assert (await client.response()).body == plain_body(running.exposition)
+                assert (await client.response()).body == whole(running.exposition, openmetrics=False)
             assert (await client.response()).body == b"ok\n"
             assert await client.closed_by_server()
             await client.close()
@@ -277,7 +272,7 @@ def test_connection_close_is_honoured() -> None:
             client = await running.connect()
             response = await client.request(headers={"Connection": "close"})
             assert response.status == 200 and response.headers["connection"] == "close"
-            assert response.body == plain_body(running.exposition)
+            assert response.body == whole(running.exposition, openmetrics=False)
             assert await client.closed_by_server()
             await client.close()
     run(scenario)
@@ -324,12 +319,12 @@ def test_gzip_is_one_member_of_the_same_body_and_q_zero_refuses_it() -> None:
             compressed = await client.request(headers={"Accept-Encoding": "gzip, deflate"})
             assert compressed.headers["content-encoding"] == "gzip"
             assert compressed.headers["vary"] == "Accept, Accept-Encoding"
-            assert one_gzip_member(compressed.body) == plain_body(running.exposition)
-            assert gzip.decompress(compressed.body) == plain_body(running.exposition)
+            assert one_gzip_member(compressed.body) == whole(running.exposition, openmetrics=False)
+            assert gzip.decompress(compressed.body) == whole(running.exposition, openmetrics=False)
 
             refused = await client.request(headers={"Accept-Encoding": "gzip;q=0, identity"})
             assert "content-encoding" not in refused.headers
-            assert refused.body == plain_body(running.exposition)
+            assert refused.body == whole(running.exposition, openmetrics=False)
             await client.close()
     run(scenario)
 
@@ -358,7 +353,8 @@ def test_a_scrape_during_publish_sees_the_old_or_the_new_snapshot_never_a_mix() 
         async with serving() as running:
             exposition = running.exposition
             exposition.publish(variants[0])
-            own = plain_body(exposition)[len(exposition._resources.text):]  # own metrics do not change here
+            # Own metrics do not change here.
+            own = whole(exposition, openmetrics=False)[len(exposition._resources.text):]
             complete = {render(families).text + own for families in variants}
             assert len(complete) == len(variants)
             stop = threading.Event()
@@ -504,7 +500,7 @@ def test_a_client_that_disconnects_mid_body_does_not_disturb_the_server() -> Non
                 await client.reader.readexactly(1000)
                 client.writer.transport.abort()
             good = await running.connect()
-            assert (await good.request()).body == plain_body(running.exposition)
+            assert (await good.request()).body == whole(running.exposition, openmetrics=False)
             await good.close()
             await asyncio.sleep(0.1)
             assert running.server.open_connections == 0
@@ -547,10 +543,10 @@ def test_tls_serves_large_bodies_over_keep_alive(tmp_path: Path) -> None:
             for headers in ({}, {"Accept-Encoding": "gzip"}, {}):
                 response = await client.request(headers=headers)
                 body = one_gzip_member(response.body) if headers else response.body
-                assert body == plain_body(exposition)
+                assert body == whole(exposition, openmetrics=False)
             await client.send(head() * 3)
             for _ in range(3):
-                assert (await client.response()).body == plain_body(exposition)
+                assert (await client.response()).body == whole(exposition, openmetrics=False)
             await client.close()
         finally:
             await asyncio.wait_for(server.close(), TIMEOUT)

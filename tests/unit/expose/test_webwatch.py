@@ -18,18 +18,11 @@ from structlog.testing import capture_logs
 from exporter.expose import webwatch
 from exporter.expose.webconfig import load_web_config
 from exporter.expose.webwatch import WebConfigWatch
+from tests.support.fake_time import FakeTime
 from tests.support.faultkit import ServerThread
 from tests.support.webconfig import HASH, PASSWORD, TLS_AND_AUTH, Pki, basic, client_context, get, renew_server, write
 
 OTHER_PASSWORD = "rotated-scrape"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _private(pki: Pki, folder: Path) -> Pki:
@@ -56,8 +49,8 @@ def _rewrite(path: Path, text: str) -> None:
 
 def test_a_changed_user_list_takes_effect_after_the_check_interval(tmp_path: Path) -> None:
     path = write(tmp_path, _users(("prometheus", PASSWORD)))
-    clock = Clock()
-    watch = WebConfigWatch(load_web_config(path), clock=clock)
+    clock = FakeTime(1000.0)
+    watch = WebConfigWatch(load_web_config(path), clock=clock.clock)
     assert watch.authorize(basic("prometheus", PASSWORD)) is True
 
     _rewrite(path, _users(("prometheus", OTHER_PASSWORD)))
@@ -75,8 +68,8 @@ def test_a_changed_user_list_takes_effect_after_the_check_interval(tmp_path: Pat
 
 def test_a_change_that_does_not_load_keeps_the_last_good_config_and_is_logged_once(tmp_path: Path) -> None:
     path = write(tmp_path, _users(("prometheus", PASSWORD)))
-    clock = Clock()
-    watch = WebConfigWatch(load_web_config(path), clock=clock)
+    clock = FakeTime(1000.0)
+    watch = WebConfigWatch(load_web_config(path), clock=clock.clock)
 
     _rewrite(path, "basic_auth_users: [not, a, mapping]\n")
     with capture_logs() as logs:
@@ -98,8 +91,8 @@ def test_a_change_that_does_not_load_keeps_the_last_good_config_and_is_logged_on
 def test_turning_tls_on_while_running_asks_for_a_restart(pki: Pki, tmp_path: Path) -> None:
     mine = _private(pki, tmp_path)
     path = write(mine.folder, _users(("prometheus", PASSWORD)))
-    clock = Clock()
-    watch = WebConfigWatch(load_web_config(path), clock=clock)
+    clock = FakeTime(1000.0)
+    watch = WebConfigWatch(load_web_config(path), clock=clock.clock)
     assert watch.ssl_context() is None
 
     _rewrite(path, TLS_AND_AUTH)

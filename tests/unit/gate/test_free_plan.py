@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-import os
 import re
 import shlex
 
@@ -33,12 +32,6 @@ FREE_KEY_LIMIT = 10
 """A Free key's requests a minute, as the simulator enforces them."""
 QUEUED = 4.0
 """A triggered run is PENDING and QUEUED this long in the simulator, then RUNNING for its test's duration."""
-
-
-@pytest.fixture(autouse=True)
-def _no_callmeter_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in os.environ if n.startswith("CALLMETER_") or n == "GITHUB_STEP_SUMMARY"]:
-        monkeypatch.delenv(name)
 
 
 def route(path: str) -> str:
