@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.settings import Settings
 from exporter.simulator import DEMO_KEY, Simulator, SimulatorServer, WorldConfig
-from tests.support.ci import require_command
 from tests.support.keys import SECRET
 from tests.support.processes import ExporterProcess
+from tests.support.prometheus import promtool_check_metrics
 from tests.support.published import FAMILIES
 
 
@@ -22,10 +22,6 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CALLMETER_")}
     return subprocess.run([sys.executable, "-m", "exporter", *args], env={**clean, **(env or {})},
                           capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def promtool() -> str:
-    return require_command("promtool", "prometheus")
 
 
 def family_names(text: str) -> set[str]:
@@ -82,9 +78,8 @@ def test_once_prints_every_resource_family_and_promtool_accepts_it() -> None:
     names = family_names(result.stdout)
     resource = {n for n in FAMILIES if not n.startswith(("callmeter_exporter", "callmeter_up"))}
     assert resource <= names
-    check = subprocess.run([promtool(), "check", "metrics"], input=result.stdout, capture_output=True, text=True,
-                           check=False)
-    assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
+    code, printed = promtool_check_metrics(result.stdout)
+    assert code == 0 and not printed.strip(), printed
 
 
 def test_once_exits_1_when_the_api_cannot_be_read(simulator: SimulatorServer) -> None:
@@ -102,9 +97,8 @@ def test_demo_serves_every_family_within_30_seconds_and_promtool_is_clean() -> N
                                    "every metric family")
         assert waited < 30
         text = exporter.metrics()
-        check = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True,
-                               check=False)
-        assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
+        code, printed = promtool_check_metrics(text)
+        assert code == 0 and not printed.strip(), printed
         assert exporter.get("/healthz").status_code == 200
         assert "CallMeter exporter" in exporter.get("/").text
         assert exporter.stop() == 0

@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from exporter.expose.exposition import Exposition
-from exporter.expose.selfmetrics import ExporterMetrics
-from tests.support.exposition import TEXT_ONLY_ACCEPT, make_exposition, sample_families
-from tests.support.listening import make_listener
+from tests.support.exposition import TEXT_ONLY_ACCEPT, sample_families
+from tests.support.faultkit import ServerThread
 from tests.support.prometheus import run_prometheus, wait_until
 from tests.support.proxy import AcceptProxy
 
-TIMEOUT = 10.0
-
-
-@contextlib.contextmanager
-def served_in_a_thread(exposition: Exposition, metrics: ExporterMetrics) -> Iterator[int]:
-    """An HttpListener on its own event loop in a thread, so that the test can block on Prometheus."""
-    loop = asyncio.new_event_loop()
-    server = make_listener(exposition, metrics)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(TIMEOUT)
-        yield server.port
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(TIMEOUT)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(TIMEOUT)
-        loop.close()
-
 
 def test_prometheus_scrapes_gzip_openmetrics_and_gzip_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    exposition, metrics = make_exposition()
+    server = ServerThread()  # its own loop in a thread, so that the test can block on Prometheus
+    exposition = server.exposition
     exposition.publish(sample_families(2000))
-    metrics.request("/projects", "200", 0.1)
+    server.metrics.request("/projects", "200", 0.1)
     asked: set[tuple[bool, bool]] = set()
     body = exposition.body
 
@@ -49,12 +25,12 @@ def test_prometheus_scrapes_gzip_openmetrics_and_gzip_text(monkeypatch: pytest.M
         return body(openmetrics=openmetrics, gzipped=gzipped)
 
     monkeypatch.setattr(exposition, "body", recording_body)  # records what was asked for; changes nothing
-    with served_in_a_thread(exposition, metrics) as port, AcceptProxy(port, TEXT_ONLY_ACCEPT) as proxy:
+    with server, AcceptProxy(server.port, TEXT_ONLY_ACCEPT) as proxy:
         # One Prometheus, two jobs: "callmeter" scrapes the exporter as Prometheus 2 does (OpenMetrics first);
         # "callmeter-text" scrapes it through the proxy, with the Accept header of a text-only scraper.
         config = ("global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
                   "scrape_configs:\n"
-                  f"  - job_name: callmeter\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+                  f"  - job_name: callmeter\n    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
                   f"  - job_name: callmeter-text\n    static_configs: [{{targets: ['127.0.0.1:{proxy.port}']}}]\n")
         with run_prometheus(config) as prometheus:
             def healthy(job: str) -> dict[str, Any] | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from exporter.expose.edge import EdgeLimits, Rejections
@@ -26,3 +27,8 @@ def rejected(metrics: ExporterMetrics, reason: str, *, listener: str = "main") -
                                               {"listener": listener, "reason": reason})
     assert value is not None
     return value
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """A listener test's scenario on a fresh event loop, within a minute."""
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -79,6 +79,14 @@ def require_binary(name: str, package: str = "prometheus and prometheus-alertman
     return require_command(name, package)
 
 
+def promtool_check_metrics(exposition: bytes | str) -> tuple[int, str]:
+    """`promtool check metrics` on an exposition: its exit code, and all it printed (its lint findings)."""
+    promtool = require_binary("promtool", "prometheus")
+    data = exposition.encode() if isinstance(exposition, str) else exposition
+    checked = subprocess.run([promtool, "check", "metrics"], input=data, capture_output=True, timeout=30, check=False)
+    return checked.returncode, (checked.stdout + checked.stderr).decode()
+
+
 def unix_time(rfc3339: str) -> float:
     """A time from Prometheus' API (RFC 3339, nanoseconds, ``Z`` or an offset) as Unix seconds; since
     Python 3.11 `fromisoformat` reads all of these (digits past the microsecond are dropped)."""

@@ -15,10 +15,9 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,7 +27,7 @@ from exporter.expose.listener import HttpListener
 from exporter.expose.selfmetrics import ExporterMetrics
 from tests.support.ci import require_command
 from tests.support.exposition import PROMETHEUS_2_ACCEPT, make_exposition, one_gzip_member, sample_families, whole
-from tests.support.listening import make_listener, rejected
+from tests.support.listening import make_listener, rejected, run
 
 TIMEOUT = 10.0
 
@@ -106,10 +105,6 @@ async def serving(*, probes: int = 20, authorize: Callable[[str | None], bool] |
         yield Running(server, exposition, metrics, ready)
     finally:
         await asyncio.wait_for(server.close(), TIMEOUT)
-
-
-def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(asyncio.wait_for(test(), 60))
 
 
 # ---------------------------------------------------------------- routes

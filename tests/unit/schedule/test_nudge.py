@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from exporter.api.budget import RateLimiter
-from exporter.schedule.scheduler import Job, JobKey, Scheduler
-from tests.support.vclock import run_virtual
+from exporter.schedule.scheduler import Job, JobKey
+from tests.support.scheduling import scheduled_runs
 
 
 def nudged_run(jobs: list[Job], nudges: list[tuple[float, JobKey]], seconds: float, *, per_minute: float = 6.0,
                intervals: dict[str, float] | None = None, duration: float = 0.0) -> list[tuple[float, str]]:
     """(start, resource) of every job run, with `nudges` (at, key) sent to the scheduler on the way."""
-    ran: list[tuple[float, str]] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        limiter = RateLimiter(per_minute=per_minute, window_cap=int(per_minute), clock=loop.time)
-        scheduler = Scheduler(limiter=limiter, interval=lambda r: (intervals or {}).get(r, 600.0))
-
-        async def execute(job: Job) -> None:
-            started = loop.time()
-            limiter.reserve()
-            ran.append((round(started, 3), job.resource))
-            await asyncio.sleep(duration)
-            job.refreshed = True
-            scheduler.finish(job, started)
-
-        for job in jobs:
-            scheduler.add(job)
-        task = asyncio.create_task(scheduler.run(execute))
-        for at, key in nudges:
-            await asyncio.sleep(at - loop.time())
-            scheduler.nudge(key)
-        await asyncio.sleep(seconds - loop.time())
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    run_virtual(main())
-    return ran
+    return [(start, resource) for start, resource, _ in scheduled_runs(
+        jobs, seconds, per_minute=per_minute, default_interval=600.0, intervals=intervals, nudges=nudges,
+        duration=duration)]
 
 
 def test_a_nudge_with_room_runs_the_job_at_the_next_slot_and_its_interval_counts_from_there() -> None:

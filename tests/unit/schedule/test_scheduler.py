@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
-from exporter.api.budget import RateLimiter
-from exporter.schedule.scheduler import Job, Scheduler
-from tests.support.vclock import run_virtual
+from exporter.schedule.scheduler import Job
+from tests.support.scheduling import scheduled_runs
 
 
 def run_jobs(jobs: list[Job], seconds: float, *, per_minute: float = 60.0,
              intervals: dict[str, float] | None = None) -> list[tuple[float, str, str | None]]:
-    ran: list[tuple[float, str, str | None]] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        limiter = RateLimiter(per_minute=per_minute, window_cap=int(per_minute), clock=loop.time)
-        scheduler = Scheduler(limiter=limiter, interval=lambda r: (intervals or {}).get(r, 30.0))
-
-        async def execute(job: Job) -> None:
-            started = loop.time()
-            limiter.reserve()  # what the client does before it sends
-            ran.append((round(started, 3), job.resource, job.item))
-            job.refreshed = True
-            scheduler.finish(job, started)
-
-        for job in jobs:
-            scheduler.add(job)
-        task = asyncio.create_task(scheduler.run(execute))
-        await asyncio.sleep(seconds)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    run_virtual(main())
-    return ran
+    return scheduled_runs(jobs, seconds, per_minute=per_minute, default_interval=30.0, intervals=intervals)
 
 
 def test_unread_lists_go_first_in_priority_order_then_details() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from exporter.expose.exposition import Exposition
 from exporter.expose.listener import HttpListener
 from exporter.expose.selfmetrics import ExporterMetrics
 from exporter.webhooks import Receiver, WebhookMetrics, sign
-from tests.support.listening import make_listener, rejected
+from tests.support.listening import make_listener, rejected, run
 from tests.support.webhooks import SECRET, Sink, delivery
 
 PATH = "/webhooks/callmeter"
@@ -55,10 +55,6 @@ async def serving(*, authorize: Callable[[str | None], bool] | None = None, metr
         yield Served(server, own, registry, sink)
     finally:
         await asyncio.wait_for(server.close(), 10)
-
-
-def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(asyncio.wait_for(test(), 60))
 
 
 def signed(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
