@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SITE_URL
 from tests.support.prometheus import require_binary, run_prometheus
 
 RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
@@ -22,7 +22,7 @@ ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 # The runbook is a page of the manual; the rules link to it on the published site (mkdocs.yml site_url),
 # an address the Helm chart replaces with prometheusRule.runbookBaseUrl.
 RUNBOOK = ROOT / "docs" / "runbook.md"
-RUNBOOK_URL = "https://callmeter.github.io/callmeter-exporter/runbook/#"
+RUNBOOK_URL = f"{SITE_URL}runbook/#"
 
 SEVERITIES = {"critical", "warning", "info"}
 

@@ -19,14 +19,13 @@ import yaml
 from exporter import __version__
 from exporter.settings import Settings, env_name
 from tests.support.ci import unavailable
+from tests.support.paths import ROOT, SITE_URL
 from tests.support.published import FAMILIES
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+MKDOCS = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
 GENERATED = DOCS / "generated"
 RULES = ROOT / "deploy" / "prometheus" / "callmeter-rules.yml"
-MKDOCS = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-SITE_URL: str = MKDOCS["site_url"]
 PATH = re.compile(r"`((?:exporter|tests|deploy|grafana|benchmarks|docs|\.ci)/[\w./-]*\w)`")
 
 
