@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.*,
 from benchmarks.serve_clients import Load, hold, load_main, load_tool, run_load
 from benchmarks.serve_subjects import LISTENER, SERVERS
 from exporter.expose.edge import EdgeLimits
+from tests.support.exposition import PROMETHEUS_2_ACCEPT
 
 SERVER_CPU, LOAD_CPU = 0, 1
 STARTUP_TIMEOUT = 120.0
@@ -62,8 +63,7 @@ TARGET_P99 = 0.025
 BUSY = 0.10
 """Above this share of the CPUs used by other processes, the report says the machine was busy."""
 GZIP = ("Accept-Encoding: gzip",)
-PROMETHEUS = ("Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-              "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "Accept-Encoding: gzip")
+PROMETHEUS = (f"Accept: {PROMETHEUS_2_ACCEPT}", "Accept-Encoding: gzip")
 """What Prometheus sends with a scrape (2.x; 3.x adds escaping parameters that change nothing here)."""
 
 
