@@ -52,6 +52,7 @@ from tests.support.hostile import (
     Flood,
     RssWatch,
     exchange,
+    framed,
     get,
     never_reading,
     open_descriptors,
@@ -178,13 +179,8 @@ def post(body: bytes, *headers: str, signature: str | None = "good", version: st
     lines = ["Content-Type: application/json", *headers]
     if signature is not None:
         lines.append("X-CallMeter-Signature: " + sign(body, SECRET if signature == "good" else "not-" + SECRET))
-    if framing == "chunked":
-        lines.append("Transfer-Encoding: chunked")
-        pieces = [body[i:i + 97] for i in range(0, len(body), 97)]
-        body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-    else:
-        lines.append(f"Content-Length: {len(body)}")
-    return request("POST", HOOK, *lines, body=body, version=version)
+    framing_line, wire = framed(body, chunked=framing == "chunked")
+    return request("POST", HOOK, *lines, framing_line, body=wire, version=version)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import itertools
 import json
 import random
 import re
-import socket
 import ssl
 import statistics
 import subprocess
@@ -23,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -32,6 +32,7 @@ from exporter.webhooks import sign
 from tests.support.budget import max_in_window
 from tests.support.ci import require_command
 from tests.support.faultkit import SimulatorProcess, parse_samples, simulator_process
+from tests.support.hostile import exchange, framed, request
 from tests.support.processes import ExporterProcess
 from tests.support.prometheus import free_port
 from tests.support.webconfig import TLS_AND_AUTH, Pki, basic, write
@@ -227,20 +228,10 @@ def _send_curl_http10(client: httpx.Client, url: str, body: bytes, headers: dict
 
 
 def _send_raw(url: str, body: bytes, headers: dict[str, str], *, version: str, chunked: bool) -> int:
-    host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
-    lines = [f"POST {PATH} {version}", f"Host: {host}", *[f"{k}: {v}" for k, v in headers.items()]]
-    payload = body
-    if chunked:
-        lines.append("Transfer-Encoding: chunked")
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:20], body[20:])) + b"0\r\n\r\n"
-    else:
-        lines.append(f"Content-Length: {len(body)}")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n").encode() + payload)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1])
+    framing, wire = framed(body, chunked=chunked)
+    sent = request("POST", PATH, *[f"{k}: {v}" for k, v in headers.items()], framing, "Connection: close",
+                   body=wire, version=version)
+    return exchange(urlsplit(url).port or 80, sent, answers=1).statuses[0]
 
 
 SENDERS: dict[str, Callable[[httpx.Client, str, bytes, dict[str, str]], int]] = {

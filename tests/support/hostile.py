@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-__all__ = ["Answer", "Connection", "Exchange", "Flood", "RssWatch", "exchange", "get", "never_reading",
+__all__ = ["Answer", "Connection", "Exchange", "Flood", "RssWatch", "exchange", "framed", "get", "never_reading",
            "open_descriptors", "parse_answers", "peak_rss_kib", "request", "rss_kib"]
 
 HOST = "127.0.0.1"
@@ -40,6 +40,15 @@ def request(method: str, path: str, *headers: str, body: bytes = b"", version: s
     Content-Length is added: a test states the framing it means)."""
     lines = [f"{method} {path} {version}", *([f"Host: {HOST}"] if host else []), *headers, "", ""]
     return "\r\n".join(lines).encode("latin-1") + body
+
+
+def framed(body: bytes, *, chunked: bool, piece: int = 97) -> tuple[str, bytes]:
+    """The framing header of `body` and the body as it goes on the wire: Content-Length, or chunked in
+    pieces of `piece` bytes (a body of more than one piece arrives in several chunks)."""
+    if not chunked:
+        return f"Content-Length: {len(body)}", body
+    pieces = [body[i:i + piece] for i in range(0, len(body), piece)]
+    return "Transfer-Encoding: chunked", b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
 
 
 def get(path: str, *headers: str, version: str = "HTTP/1.1") -> bytes:
